@@ -1,0 +1,242 @@
+"""The ``convexnn`` command line.
+
+    convexnn demo                       convexnn vs Adam on scikit-learn's breast-cancer data
+    convexnn fit DATA -o MODEL          fit a classifier or regressor on a CSV/TSV file (label column named)
+    convexnn info MODEL                 what a model file holds, and its certificate
+    convexnn certify MODEL DATA --eps E robustness certificates of a saved model on a data file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _progress(desc: str, total: int, enabled: bool):
+    """A tqdm bar on stderr (a no-op object when disabled or tqdm is missing)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        enabled = False
+    if not enabled:
+        class _Null:
+            def update(self, n: int = 1) -> None: ...
+            def set_postfix_str(self, s: str) -> None: ...
+            def close(self) -> None: ...
+        return _Null()
+    return tqdm(total=total, desc=desc, unit="it", file=sys.stderr, leave=False)
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A plain-text table; ``columns`` are (key, header)."""
+    cells = [[h for _, h in columns]] + [[str(r.get(k, "")) for k, _ in columns] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(columns))) for c in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    from convexnn import ConvexReLUClassifier
+    from convexnn.baselines import nonconvex_objective, train_adam
+
+    X, y = load_breast_cancer(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    scaler = StandardScaler().fit(Xtr)
+    Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
+    ypm = 2.0 * ytr - 1.0
+    print(f"breast cancer: {Xtr.shape[0]} train / {Xte.shape[0]} test rows, {X.shape[1]} features; "
+          f"loss={args.loss}, alpha={args.alpha}, {args.patterns} sampled patterns, "
+          f"threads={args.threads}", file=sys.stderr)
+
+    bar = _progress("convexnn", args.max_iter, not args.quiet)
+    last = [0]
+
+    def on_check(rec: dict) -> None:
+        bar.update(rec["iteration"] - last[0])
+        last[0] = rec["iteration"]
+        bar.set_postfix_str(f"rel.gap {rec['relative_gap']:.1e}")
+
+    est = ConvexReLUClassifier(alpha=args.alpha, n_patterns=args.patterns, loss=args.loss,
+                               max_iter=args.max_iter, tol=args.tol, random_state=0, n_threads=args.threads)
+    t0 = time.perf_counter()
+    est.fit(Xtr, ytr, callback=on_check)
+    t_cvx = time.perf_counter() - t0
+    bar.close()
+    width = est.network_.width
+    rows = [{
+        "method": "convexnn (convex, global opt.)",
+        "objective": f"{nonconvex_objective(est.network_, Xtr, ypm, args.alpha, args.loss):.6f}",
+        "gap": f"{est.certificate_.gap:.2e}",
+        "accuracy": f"{est.score(Xte, yte):.4f}",
+        "time": f"{t_cvx:.2f}",
+        "width": width,
+    }]
+    torch.manual_seed(0)
+    res = train_adam(Xtr, ypm, width=max(width, 1), alpha=args.alpha, loss=args.loss, lr=args.adam_lr,
+                     epochs=args.adam_epochs, seed=0, n_threads=args.threads,
+                     log_every=max(args.adam_epochs // 20, 1))
+    f = res.network.forward(Xte)
+    acc = float(np.mean((f > 0).astype(int) == yte))
+    rows.append({
+        "method": f"Adam (lr={args.adam_lr}, {args.adam_epochs} full-batch epochs)",
+        "objective": f"{res.objective:.6f}",
+        "gap": "n/a",
+        "accuracy": f"{acc:.4f}",
+        "time": f"{res.time:.2f}",
+        "width": width,
+    })
+    print(_table(rows, [("method", "method"), ("width", "width"), ("objective", "training objective"),
+                        ("gap", "certificate gap"), ("accuracy", "test accuracy"), ("time", "wall time (s)")]))
+    if args.json:
+        print(json.dumps({"rows": rows, "certificate": est.certificate_.as_dict()}, indent=2))
+    return 0
+
+
+def _read_table(path: str, target: str) -> tuple[np.ndarray, np.ndarray]:
+    import pandas as pd
+
+    sep = "\t" if path.endswith((".tsv", ".tsv.gz")) else ","
+    df = pd.read_csv(path, sep=sep)
+    if target not in df.columns:
+        raise SystemExit(f"error: {path} has no column {target!r} (columns: {', '.join(map(str, df.columns))})")
+    y = df.pop(target).to_numpy()
+    return df.to_numpy(dtype=np.float64), y
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from sklearn.pipeline import make_pipeline  # noqa: F401  (users standardise themselves)
+
+    from convexnn import ConvexReLUClassifier, ConvexReLURegressor
+
+    X, y = _read_table(args.data, args.target)
+    cls = ConvexReLURegressor if args.task == "regression" else ConvexReLUClassifier
+    est = cls(alpha=args.alpha, n_patterns=args.patterns, kind=args.kind, loss=args.loss,
+              max_iter=args.max_iter, tol=args.tol, random_state=args.seed, n_threads=args.threads)
+    t0 = time.perf_counter()
+    est.fit(X, y)
+    print(json.dumps({"seconds": time.perf_counter() - t0, "width": est.network_.width,
+                      "n_iter": est.n_iter_, "score": est.score(X, y), **est.certificate_.as_dict()}, indent=2))
+    est.save(args.output)
+    print(f"model written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from convexnn import load
+
+    est = load(args.model)
+    net = est.network_
+    print(json.dumps({
+        "estimator": type(est).__name__, "params": {k: (v if not hasattr(v, "shape") else list(v.shape))
+                                                     for k, v in est.get_params().items()},
+        "network": {"n_features": net.n_features, "width": net.width, "n_outputs": net.n_outputs},
+        "certificate": est.certificate_.as_dict(), "n_iter": est.n_iter_,
+    }, indent=2, default=str))
+    return 0
+
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    from convexnn import load
+
+    try:
+        from convexnn.robustness import certify_report
+    except ImportError as exc:  # pragma: no cover - the robustness module ships with the package
+        raise SystemExit(f"error: robustness tools unavailable ({exc})") from None
+    est = load(args.model)
+    X, y = _read_table(args.data, args.target)
+    if hasattr(est, "classes_"):
+        idx = np.searchsorted(est.classes_, y)
+        if np.any(idx >= len(est.classes_)) or np.any(est.classes_[np.minimum(idx, len(est.classes_) - 1)] != y):
+            raise SystemExit("error: the data has labels the model was not trained on")
+        y = 2.0 * idx - 1.0 if len(est.classes_) == 2 else idx
+    box = None if args.box is None else tuple(args.box)
+    report = certify_report(est, X, y, eps=args.eps, norm=args.norm, method=args.method, box=box)
+    print(json.dumps(report, indent=2, default=float))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="convexnn", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command")
+
+    d = sub.add_parser("demo", help="convexnn vs Adam on scikit-learn's breast-cancer data")
+    d.add_argument("--alpha", type=float, default=1e-3)
+    d.add_argument("--loss", default="squared", choices=["squared", "logistic", "hinge"])
+    d.add_argument("--patterns", type=int, default=40)
+    d.add_argument("--tol", type=float, default=1e-6)
+    d.add_argument("--max-iter", type=int, default=10000)
+    d.add_argument("--adam-lr", type=float, default=1e-3)
+    d.add_argument("--adam-epochs", type=int, default=2000)
+    d.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    d.add_argument("--json", action="store_true", help="also print the results as JSON")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_demo)
+
+    f = sub.add_parser("fit", help="fit a model on a CSV/TSV file and save it")
+    f.add_argument("data")
+    f.add_argument("--target", default="target", help="label column (default: target)")
+    f.add_argument("--task", choices=["classification", "regression"], default="classification")
+    f.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
+    f.add_argument("--alpha", type=float, default=1e-3)
+    f.add_argument("--kind", default="relu", choices=["relu", "gated"])
+    f.add_argument("--loss", default="squared", choices=["squared", "logistic", "hinge"])
+    f.add_argument("--patterns", type=int, default=100)
+    f.add_argument("--tol", type=float, default=1e-6)
+    f.add_argument("--max-iter", type=int, default=10000)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--threads", type=int, default=None)
+    f.set_defaults(func=cmd_fit)
+
+    i = sub.add_parser("info", help="describe a model file")
+    i.add_argument("model")
+    i.set_defaults(func=cmd_info)
+
+    c = sub.add_parser("certify", help="robustness certificates of a saved model on a data file")
+    c.add_argument("model")
+    c.add_argument("data")
+    c.add_argument("--target", default="target")
+    c.add_argument("--eps", type=float, required=True)
+    c.add_argument("--norm", default="inf", choices=["inf", "2"])
+    c.add_argument("--method", default="crown", choices=["ibp", "crown", "lp", "exact"])
+    c.add_argument("--box", type=float, nargs=2, default=None, metavar=("LO", "HI"))
+    c.set_defaults(func=cmd_certify)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from convexnn import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    if getattr(args, "norm", None) == "2":
+        args.norm = 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

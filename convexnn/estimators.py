@@ -1,0 +1,345 @@
+"""scikit-learn estimators: thin layers over the convex programs and their solvers.
+
+Objective (the same everywhere in convexnn), for n samples and K output columns:
+
+    (1/n) Σ_k Σ_c ℓ(ŷ_kc, y_kc) + alpha · Σ_blocks ‖·‖₂
+
+which for ``kind="relu"`` equals the non-convex objective of the recovered network
+loss + (alpha/2)(‖W1‖² + ‖b1‖² + ‖w2‖²). X is used as given (no hidden rescaling): standardise it in a
+scikit-learn Pipeline. Multi-class problems (K > 2 classes) are solved one-vs-rest: K programs on ±1
+targets that share the gate vectors, giving one network with K outputs; the predicted class is the
+arg-max output.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from convexnn._config import num_threads, resolve_device, resolve_dtype
+from convexnn.network import TwoLayerReLU
+from convexnn.ops import patterns
+from convexnn.solvers import SOLVERS, ConvexProblem, SolverResult, solve
+from convexnn.solvers.problem import KINDS, Certificate
+
+
+def _to_numpy(a: Any) -> Any:
+    """Accept torch tensors at the boundary (scikit-learn's validation handles NumPy and pandas)."""
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    return a
+
+
+class _ConvexReLUBase(BaseEstimator):
+    """Shared parameters, validation and fitting of the convex two-layer ReLU estimators."""
+
+    _parameter_constraints: dict = {
+        "alpha": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_patterns": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"all"})],
+        "kind": [StrOptions(set(KINDS))],
+        "loss": [StrOptions({"squared", "logistic", "hinge"})],
+        "solver": [StrOptions(set(SOLVERS))],
+        "tol": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "fit_intercept": ["boolean"],
+        "gate_vectors": ["array-like", None],
+        "random_state": ["random_state"],
+        "device": [str, torch.device],
+        "dtype": [StrOptions({"float32", "float64"})],
+        "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        alpha: float = 1e-3,
+        n_patterns: int | str = 100,
+        kind: str = "relu",
+        loss: str = "squared",
+        solver: str = "auto",
+        tol: float = 1e-6,
+        max_iter: int = 10000,
+        fit_intercept: bool = True,
+        gate_vectors: np.ndarray | None = None,
+        random_state: int | np.random.Generator | None = None,
+        device: str = "cpu",
+        dtype: str = "float64",
+        n_threads: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.alpha = alpha
+        self.n_patterns = n_patterns
+        self.kind = kind
+        self.loss = loss
+        self.solver = solver
+        self.tol = tol
+        self.max_iter = max_iter
+        self.fit_intercept = fit_intercept
+        self.gate_vectors = gate_vectors
+        self.random_state = random_state
+        self.device = device
+        self.dtype = dtype
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    # --- the pieces of fit -------------------------------------------------------------------------
+    def _augment(self, X: np.ndarray) -> np.ndarray:
+        return patterns.add_intercept(X) if self.fit_intercept else X
+
+    def _gates(self, Xa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Patterns D (n, P) and gates H (d̃, P) from the user's gates, sampling, or enumeration."""
+        d_aug = Xa.shape[1]
+        if self.gate_vectors is not None:
+            H = np.asarray(_to_numpy(self.gate_vectors), dtype=np.float64)
+            d = d_aug - 1 if self.fit_intercept else d_aug
+            if H.ndim != 2 or H.shape[0] not in {d_aug, d} or H.shape[1] < 1:
+                expect = f"({d_aug}, P) or ({d}, P)" if self.fit_intercept else f"({d}, P)"
+                raise ValueError(f"gate_vectors must have shape {expect} for {d} features; got {H.shape}")
+            if not np.all(np.isfinite(H)):
+                raise ValueError("gate_vectors contains NaN or inf")
+            if H.shape[0] != d_aug:  # gates through the origin: no bias component
+                H = np.vstack([H, np.zeros((1, H.shape[1]))])
+        elif self.n_patterns == "all":
+            return patterns.enumerate_patterns(Xa)
+        else:
+            seed = 0 if self.random_state is None else self.random_state
+            H = patterns.sample_gates(d_aug, int(self.n_patterns), seed)
+        D, H = patterns.patterns_from_gates(Xa, H)
+        if D.shape[1] == 0:
+            raise ValueError("no gate vector gives a non-empty activation pattern on this data")
+        return D, H
+
+    def _fit_targets(self, X: np.ndarray, Y: np.ndarray, callback=None) -> None:
+        """Solve the convex program for targets Y (n, K) and set the fitted attributes."""
+        dev = resolve_device(self.device)
+        dt = resolve_dtype(self.dtype)
+        Xa = self._augment(X)
+        D, H = self._gates(Xa)
+
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(a, dtype=dt, device=dev)
+
+        problem = ConvexProblem(t(Xa), t(Y), t(D), t(H), float(self.alpha), self.loss, self.kind)
+        if self.verbose and callback is None:
+            def callback(rec: dict) -> None:
+                print(f"[convexnn] iter {rec['iteration']:6d}  primal {rec['primal']:.8g}  "
+                      f"dual {rec['dual']:.8g}  rel.gap {rec['relative_gap']:.2e}")
+        with num_threads(self.n_threads):
+            options = {} if self.solver == "cvxpy" else {"callback": callback}
+            result = solve(problem, solver=self.solver, tol=float(self.tol), max_iter=int(self.max_iter),
+                           **options)
+        if not result.converged:
+            warnings.warn(
+                f"convexnn did not reach relative gap {self.tol:g} in {result.n_iter} iterations "
+                f"(reached {result.certificate.relative_gap:.2e}); increase max_iter or tol",
+                ConvergenceWarning, stacklevel=3,
+            )
+        self._set_solution(result, Xa, H)
+
+    def _set_solution(self, result: SolverResult, Xa: np.ndarray, H: np.ndarray) -> None:
+        V = result.V.detach().cpu().double().numpy()
+        if result.W is None:
+            # gated: keep the blocks u_i for prediction; the ReLU network comes from the cone split
+            self.blocks_ = V
+            V, W = _cone_split(Xa, H, V)
+        else:
+            W = result.W.detach().cpu().double().numpy()
+            self.blocks_ = np.stack([V, W])  # (2, P, d̃, K)
+        self.gate_vectors_ = H
+        self.certificate_ = result.certificate
+        self.objective_ = result.certificate.primal
+        self.n_iter_ = result.n_iter
+        self.history_ = result.history
+        self.solver_ = result.solver
+        self.network_ = self._network_from_blocks(V, W)
+
+    def _network_from_blocks(self, V: np.ndarray, W: np.ndarray) -> TwoLayerReLU:
+        """MATH.md §3: each non-zero block v (P, d̃, K) gives a neuron u = v/√‖v‖ with output weight
+        +√‖v‖ (a w block: −√‖v‖) in the block's output column."""
+        K = V.shape[2]
+        rows, outs = [], []
+        for sign, B in ((1.0, V), (-1.0, W)):
+            norms = np.linalg.norm(B, axis=1)  # (P, K)
+            # blocks many orders below the largest are rounding residue, not neurons
+            keep = norms > 1e-14 * max(norms.max(initial=0.0), 1e-300)
+            i_idx, k_idx = np.nonzero(keep)
+            scale = np.sqrt(norms[i_idx, k_idx])
+            rows.append(B[i_idx, :, k_idx] / scale[:, None])
+            out = np.zeros((i_idx.size, K))
+            out[np.arange(i_idx.size), k_idx] = sign * scale
+            outs.append(out)
+        U1 = np.vstack(rows)
+        w2 = np.vstack(outs)
+        if self.fit_intercept:
+            W1, b1 = U1[:, :-1], U1[:, -1]
+        else:
+            W1, b1 = U1, np.zeros(U1.shape[0])
+        return TwoLayerReLU(W1=W1, b1=b1, w2=w2[:, 0] if K == 1 else w2)
+
+    def _raw_predict(self, X: Any) -> np.ndarray:
+        """Model outputs (n, K)."""
+        check_is_fitted(self, "network_")
+        X = validate_data(self, _to_numpy(X), reset=False, dtype=np.float64)
+        if self.kind == "relu":
+            out = self.network_.forward(X)
+        else:
+            Xa = self._augment(X)
+            gate = (Xa @ self.gate_vectors_ >= 0).astype(np.float64)  # (n, P)
+            out = np.einsum("np,npk->nk", gate, np.einsum("nd,pdk->npk", Xa, self.blocks_))
+        return out.reshape(X.shape[0], -1)
+
+    def _fit_validate(self, X: Any, y: Any, **kw) -> tuple[np.ndarray, np.ndarray]:
+        self._validate_params()
+        X, y = validate_data(self, _to_numpy(X), _to_numpy(y), dtype=np.float64, **kw)
+        if X.shape[0] < 2:
+            raise ValueError(f"need at least 2 samples to fit, got {X.shape[0]}")
+        return X, y
+
+    # --- model files -------------------------------------------------------------------------------
+    def save(self, path: str) -> None:
+        """Write the fitted model to ``path`` (see :mod:`convexnn.io` for the format; no pickle)."""
+        from convexnn.io import save_model
+
+        save_model(self, path)
+
+    def to_torch(self, dtype: torch.dtype = torch.float64) -> torch.nn.Module:
+        """The fitted network as ``torch.nn.Sequential(Linear, ReLU, Linear(bias=False))``."""
+        check_is_fitted(self, "network_")
+        return self.network_.to_torch(dtype=dtype)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _cone_split(Xa: np.ndarray, H: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split gated blocks u_i (P, d̃, K) as u_i = v_i − w_i with both in the cone of pattern i:
+    v_i = u_i + t_i h_i, w_i = t_i h_i with the least t_i ≥ 0 such that (2D_i − I) X̃ v_i ≥ 0
+    (the gate h_i satisfies (2D_i − I) X̃ h_i ≥ 0). The ReLU network built from (v, w) reproduces the
+    gated model's predictions on the training data exactly; its penalty is higher."""
+    S = 2.0 * (Xa @ H >= 0) - 1.0  # (n, P)
+    GU = S[:, :, None] * np.einsum("nd,pdk->npk", Xa, U)  # (n, P, K)
+    Gh = (S * (Xa @ H))[:, :, None]
+    viol = np.maximum(-GU, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(Gh > 0, viol / np.where(Gh > 0, Gh, 1.0), np.where(viol > 0, np.inf, 0.0))
+    t = ratio.max(axis=0)  # (P, K)
+    t = np.where(np.isfinite(t), t, 0.0)
+    W = t[:, None, :] * H.T[:, :, None]
+    return U + W, W
+
+
+class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
+    """Two-layer ReLU regression trained to the global optimum of its convex reformulation.
+
+    Squared loss: objective (1/n) Σ ½(ŷ − y)² + alpha Σ_blocks ‖·‖₂ (= the network's
+    loss + (alpha/2)(‖W1‖² + ‖b1‖² + ‖w2‖²) for ``kind="relu"``). ``y`` may be (n,) or (n, K).
+
+    Parameters
+    ----------
+    alpha : weight-decay strength (> 0).
+    n_patterns : number of Gaussian gate vectors to sample (distinct non-empty patterns are kept),
+        or "all" to enumerate every pattern exactly (rank of [X, 1] ≤ 3 only).
+    kind : "relu" for the exact program (C), "gated" for the gated-ReLU program (G).
+    loss : "squared" (the only regression loss).
+    solver : "auto", "admm", "fista" (gated only) or "cvxpy" (needs the cvxpy extra).
+    tol : stop when the duality certificate's relative gap ≤ tol.
+    max_iter : iteration limit of the solver.
+    fit_intercept : append a column of ones (the hidden layer's bias b1).
+    gate_vectors : user gates, shape (d + 1, P) or (d, P) (the latter: gates through the origin).
+    random_state : seed of the sampled gates (None means seed 0: fits are reproducible).
+    device, dtype : where and in which precision the solver runs ("cpu", "cuda"; "float32", "float64").
+    n_threads : torch threads during fit (None: torch's default capped at the cores available).
+    verbose : print the certificate as the solver runs.
+
+    Attributes
+    ----------
+    gate_vectors_ : (d + 1, P) or (d, P) gates actually used.  network_ : :class:`TwoLayerReLU`.
+    certificate_ : duality certificate (primal, dual, gap, relative_gap).  objective_ : its primal.
+    n_iter_, history_ : solver iterations and the certificate at each check.
+    """
+
+    def fit(self, X: Any, y: Any, callback=None) -> ConvexReLURegressor:
+        """Fit on X (n, d) and y (n,) or (n, K). ``callback(record)`` receives each certificate check."""
+        X, y = self._fit_validate(X, y, multi_output=True, y_numeric=True)
+        if self.loss != "squared":
+            raise ValueError(f"ConvexReLURegressor supports loss='squared' only, got {self.loss!r}")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or inf")
+        self._y_ndim = y.ndim
+        self._fit_targets(X, y.reshape(X.shape[0], -1).astype(np.float64), callback)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        out = self._raw_predict(X)
+        return out[:, 0] if self._y_ndim == 1 else out
+
+
+class ConvexReLUClassifier(ClassifierMixin, _ConvexReLUBase):
+    """Two-layer ReLU classification trained to the global optimum of its convex reformulation.
+
+    Binary: labels mapped to −1 (``classes_[0]``) and +1 (``classes_[1]``), one output.
+    Multi-class (K > 2): one-vs-rest ±1 targets, K programs sharing the gates, one network with K outputs;
+    predict takes the arg-max. ``loss`` is "squared", "logistic" or "hinge"; ``predict_proba`` exists
+    for the logistic loss (one-vs-rest sigmoids, normalised to sum to one for K > 2).
+    See :class:`ConvexReLURegressor` for the other parameters and the fitted attributes.
+    """
+
+    def fit(self, X: Any, y: Any, callback=None) -> ConvexReLUClassifier:
+        """Fit on X (n, d) and labels y (n,). ``callback(record)`` receives each certificate check."""
+        X, y = self._fit_validate(X, y)
+        check_classification_targets(y)
+        self.classes_, idx = np.unique(y, return_inverse=True)
+        if self.classes_.size < 2:
+            raise ValueError(f"need at least 2 classes to fit a classifier, got {self.classes_.size}")
+        if self.classes_.size == 2:
+            Y = (2.0 * idx - 1.0)[:, None]
+        else:
+            Y = -np.ones((X.shape[0], self.classes_.size))
+            Y[np.arange(X.shape[0]), idx] = 1.0
+        self._fit_targets(X, Y, callback)
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        out = self._raw_predict(X)
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def predict(self, X: Any) -> np.ndarray:
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            return self.classes_[(scores > 0).astype(int)]
+        return self.classes_[np.argmax(scores, axis=1)]
+
+    def _check_proba(self) -> bool:
+        if self.loss != "logistic":
+            raise AttributeError("predict_proba is available for loss='logistic' only")
+        return True
+
+    @property
+    def predict_proba(self):
+        self._check_proba()
+        return self._predict_proba
+
+    def _predict_proba(self, X: Any) -> np.ndarray:
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-scores))
+            return np.column_stack([1.0 - p, p])
+        p = 1.0 / (1.0 + np.exp(-scores))
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        return np.log(self.predict_proba(X))
+
+
+__all__ = ["Certificate", "ConvexReLUClassifier", "ConvexReLURegressor"]

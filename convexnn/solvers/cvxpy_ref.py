@@ -1,0 +1,86 @@
+"""Reference solutions of (C) and (G) with CVXPY and a conic solver (Clarabel by default).
+
+Slow (interior point, cubic in the number of variables) and meant for checking the fast solvers on
+small problems. Needs the optional extra: ``pip install convexnn[cvxpy]``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from convexnn.ops import certificates, operators
+from convexnn.solvers.problem import Certificate, ConvexProblem, SolverResult
+
+
+def _require_cvxpy():
+    try:
+        import cvxpy as cp
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("solver='cvxpy' needs CVXPY: pip install 'convexnn[cvxpy]'") from exc
+    return cp
+
+
+def _loss_expr(cp, loss: str, pred, y: np.ndarray, n: int):
+    if loss == "squared":
+        return cp.sum_squares(pred - y) / (2 * n)
+    if loss == "logistic":
+        return cp.sum(cp.logistic(-cp.multiply(y, pred))) / n
+    if loss == "hinge":
+        return cp.sum(cp.pos(1 - cp.multiply(y, pred))) / n
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def cvxpy_solve(problem: ConvexProblem, solver: str = "CLARABEL", verbose: bool = False,
+                **solver_opts) -> SolverResult:
+    """Solve the program with CVXPY, one output column at a time; returns the optimal value as both
+    ``primal`` and ``dual`` of the certificate after the solution is repaired to exact cone feasibility
+    and its objective re-evaluated (``dual`` is then the conic solver's reported optimum)."""
+    cp = _require_cvxpy()
+    X = problem.X.detach().cpu().double().numpy()
+    D = problem.D.detach().cpu().double().numpy()
+    Y = problem.Y.detach().cpu().double().numpy()
+    n, d = X.shape
+    P = D.shape[1]
+    sign = 2 * D - 1
+    Vs, Ws, values = [], [], []
+    t0 = time.perf_counter()
+    for k in range(problem.K):
+        y = Y[:, k]
+        V = cp.Variable((d, P))
+        if problem.kind == "relu":
+            W = cp.Variable((d, P))
+            pred = cp.sum(cp.multiply(D, X @ (V - W)), axis=1)
+            pen = cp.sum(cp.norm(V, 2, axis=0)) + cp.sum(cp.norm(W, 2, axis=0))
+            cons = [cp.multiply(sign, X @ V) >= 0, cp.multiply(sign, X @ W) >= 0]
+        else:
+            W = None
+            pred = cp.sum(cp.multiply(D, X @ V), axis=1)
+            pen = cp.sum(cp.norm(V, 2, axis=0))
+            cons = []
+        prob = cp.Problem(cp.Minimize(_loss_expr(cp, problem.loss, pred, y, n) + problem.alpha * pen), cons)
+        prob.solve(solver=solver, verbose=verbose, **solver_opts)
+        if prob.status not in ("optimal", "optimal_inaccurate"):
+            raise RuntimeError(f"CVXPY did not solve the problem: status {prob.status}")
+        values.append(prob.value)
+        Vs.append(V.value.T)
+        Ws.append(W.value.T if W is not None else None)
+    seconds = time.perf_counter() - t0
+    like = problem.X
+    Vt = torch.as_tensor(np.stack(Vs, axis=2), dtype=like.dtype, device=like.device)
+    Wt = None
+    if problem.kind == "relu":
+        Wt = torch.as_tensor(np.stack(Ws, axis=2), dtype=like.dtype, device=like.device)
+        Vt = certificates.make_feasible(problem.X, problem.D, problem.H, Vt)
+        Wt = certificates.make_feasible(problem.X, problem.D, problem.H, Wt)
+    primal = float(problem.objective(Vt, Wt).sum())
+    return SolverResult(
+        V=Vt, W=Wt, certificate=Certificate(primal=primal, dual=float(sum(values))),
+        n_iter=0, converged=True, solver="cvxpy",
+        info={"optimal_value": float(sum(values)), "seconds": seconds, "backend": solver},
+    )
+
+
+__all__ = ["cvxpy_solve", "operators"]

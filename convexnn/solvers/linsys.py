@@ -1,0 +1,96 @@
+"""The ADMM u-system (MATH.md §6) and the ways to solve it.
+
+With u = (v, w) and p = v + w, q = v − w the system  (I + GᵀG + c₀ FᵀF) u = r  splits, because
+GᵀG = I_{2P} ⊗ XᵀX and F = [F_v, −F_v]:
+
+    M p = r_v + r_w,            M = I_d + XᵀX  (one d×d matrix for every block)
+    (I_P ⊗ M + 2 c₀ F_vᵀF_v) q = r_v − r_w
+
+so only a (dP)-sized system is coupled. For (G) the same coupled system appears with M = I_d and c₀ in
+place of 2c₀. :class:`QSystem` solves  (I_P ⊗ M + c F_vᵀF_v) q = r  for q of shape (P, d, K):
+
+- "cholesky": the dense (dP)×(dP) matrix, factored once.  Memory 8(dP)² bytes.
+- "woodbury": Q⁻¹ = M̃⁻¹ − M̃⁻¹F_vᵀ S⁻¹ F_v M̃⁻¹ with S = I_n/c + K ⊙ (D Dᵀ), K = X M⁻¹ Xᵀ:
+  one n×n Cholesky; O(n² + ndP + d²P) per solve.  Memory 16 n² bytes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from convexnn.ops import operators
+
+STRATEGIES = ("cholesky", "woodbury")
+
+
+def block_solve(L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+    """M⁻¹ applied to every block of R (P, d, K), with L the Cholesky factor of M (d, d)."""
+    P, d, K = R.shape
+    out = torch.cholesky_solve(R.permute(1, 0, 2).reshape(d, P * K), L)
+    return out.reshape(d, P, K).permute(1, 0, 2)
+
+
+def memory_bytes(strategy: str, n: int, d: int, P: int, itemsize: int) -> int:
+    """Bytes the strategy's factor needs (the dominant allocation)."""
+    if strategy == "cholesky":
+        return itemsize * ((d * P) ** 2 + n * d * P)
+    if strategy == "woodbury":
+        return itemsize * (3 * n * n)
+    raise ValueError(f"unknown linear-system strategy {strategy!r}")
+
+
+def cost_flops(strategy: str, n: int, d: int, P: int, K: int, iters: int = 300) -> float:
+    """Rough flop count of setting the strategy up and running ``iters`` solves."""
+    if strategy == "cholesky":
+        return n * (d * P) ** 2 + (d * P) ** 3 / 3 + iters * 2 * (d * P) ** 2 * K
+    if strategy == "woodbury":
+        return n * n * (d + P) + n**3 / 3 + iters * (2 * n * n * K + 4 * n * d * P * K + 2 * d * d * P * K)
+    raise ValueError(f"unknown linear-system strategy {strategy!r}")
+
+
+class QSystem:
+    """Solver for (I_P ⊗ M + c F_vᵀF_v) q = r, factored once (see module docstring)."""
+
+    def __init__(self, X: torch.Tensor, D: torch.Tensor, M: torch.Tensor, c: float, strategy: str) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown linear-system strategy {strategy!r}: expected one of {STRATEGIES}")
+        self.X, self.D, self.c, self.strategy = X, D, c, strategy
+        self.LM = torch.linalg.cholesky(M)
+        n, d = X.shape
+        P = D.shape[1]
+        if strategy == "cholesky":
+            Z = (D[:, :, None] * X[:, None, :]).reshape(n, P * d)  # F_v, column (i, a) ↦ i·d + a
+            Q = c * (Z.T @ Z)
+            Q.view(P, d, P, d).diagonal(dim1=0, dim2=2).add_(M[:, :, None])  # + I_P ⊗ M
+            self.LQ = torch.linalg.cholesky(Q)
+        else:
+            Kmat = X @ torch.cholesky_solve(X.T, self.LM)  # X M⁻¹ Xᵀ
+            S = Kmat * (D @ D.T)
+            S.diagonal().add_(1.0 / c)
+            self.LS = torch.linalg.cholesky(S)
+
+    def solve(self, R: torch.Tensor) -> torch.Tensor:
+        P, d, K = R.shape
+        if self.strategy == "cholesky":
+            return torch.cholesky_solve(R.reshape(P * d, K), self.LQ).reshape(P, d, K)
+        Y1 = block_solve(self.LM, R)
+        t = operators.forward(self.X, self.D, Y1)
+        w = torch.cholesky_solve(t, self.LS)
+        return Y1 - block_solve(self.LM, operators.adjoint(self.X, self.D, w))
+
+    def solve_M(self, R: torch.Tensor) -> torch.Tensor:
+        """M⁻¹ R blockwise (the decoupled p-part of the relu system)."""
+        return block_solve(self.LM, R)
+
+
+def choose_strategy(n: int, d: int, P: int, K: int, itemsize: int, memory_limit: int) -> str:
+    """The cheaper of dense Cholesky and Woodbury that fits in ``memory_limit`` bytes."""
+    fits = [s for s in STRATEGIES if memory_bytes(s, n, d, P, itemsize) <= memory_limit]
+    if not fits:
+        need = min(memory_bytes(s, n, d, P, itemsize) for s in STRATEGIES)
+        raise MemoryError(
+            f"the ADMM linear system for n={n}, d={d}, P={P} needs at least {need / 2**30:.1f} GiB "
+            f"with a direct factorisation, more than the {memory_limit / 2**30:.1f} GiB allowed; "
+            "use fewer patterns, or solver='fista' with kind='gated'"
+        )
+    return min(fits, key=lambda s: cost_flops(s, n, d, P, K))

@@ -1,0 +1,135 @@
+"""What a solver takes and what it returns.
+
+A :class:`ConvexProblem` is one of the programs of MATH.md with a fixed set of patterns:
+
+    (C) kind="relu":   min_{V,W} L(F(V − W)) + α Σ_ik (‖V_ik‖₂ + ‖W_ik‖₂)   s.t.  G V ≥ 0,  G W ≥ 0
+    (G) kind="gated":  min_U     L(F U)      + α Σ_ik ‖U_ik‖₂
+
+with L the mean loss of :mod:`convexnn.ops.losses`, summed over the K output columns. The K columns
+are independent programs that share X and the patterns (one-vs-rest for multi-class), solved together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from convexnn.ops import losses, operators
+
+KINDS = ("relu", "gated")
+
+
+@dataclass
+class ConvexProblem:
+    """One convex program over tensors on one device.
+
+    Attributes
+    ----------
+    X : (n, d) data, with a column of ones already appended for an intercept.
+    Y : (n, K) targets (±1 for classification losses).
+    D : (n, P) 0/1 activation patterns, same dtype/device as X.
+    H : (d, P) the gate vector of each pattern (used to repair cone feasibility, see
+        :func:`convexnn.ops.certificates.make_feasible`).
+    alpha : regularisation strength α > 0.
+    loss : "squared", "logistic" or "hinge".
+    kind : "relu" (program C) or "gated" (program G).
+    """
+
+    X: torch.Tensor
+    Y: torch.Tensor
+    D: torch.Tensor
+    H: torch.Tensor
+    alpha: float
+    loss: str = "squared"
+    kind: str = "relu"
+
+    def __post_init__(self) -> None:
+        losses.check_loss(self.loss)
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r}: expected one of {KINDS}")
+        if not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        n, d = self.X.shape
+        if self.Y.ndim != 2 or self.Y.shape[0] != n:
+            raise ValueError(f"Y must have shape ({n}, K), got {tuple(self.Y.shape)}")
+        if self.D.shape[0] != n or self.H.shape != (d, self.D.shape[1]):
+            raise ValueError("D must be (n, P) and H (d, P)")
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def P(self) -> int:
+        return self.D.shape[1]
+
+    @property
+    def K(self) -> int:
+        return self.Y.shape[1]
+
+    def zeros(self) -> torch.Tensor:
+        """A zero block tensor (P, d, K)."""
+        return self.X.new_zeros((self.P, self.d, self.K))
+
+    def objective(self, U: torch.Tensor, W: torch.Tensor | None = None) -> torch.Tensor:
+        """Objective per output column (K,). For (C) pass (V, W); for (G) pass U only."""
+        if W is None:
+            pred = operators.forward(self.X, self.D, U)
+            pen = operators.group_norms(U).sum(0)
+        else:
+            pred = operators.forward(self.X, self.D, U - W)
+            pen = operators.group_norms(U).sum(0) + operators.group_norms(W).sum(0)
+        return losses.value(self.loss, pred, self.Y) + self.alpha * pen
+
+
+@dataclass
+class Certificate:
+    """A duality certificate: ``dual ≤ optimum ≤ primal``.
+
+    ``primal`` is the objective of a feasible point of the program solved, ``dual`` the value of a dual
+    feasible point (a proven lower bound on the optimum), ``gap = primal − dual`` and
+    ``relative_gap = gap / max(primal, tiny)``.
+    """
+
+    primal: float
+    dual: float
+
+    @property
+    def gap(self) -> float:
+        return max(self.primal - self.dual, 0.0)
+
+    @property
+    def relative_gap(self) -> float:
+        return self.gap / max(abs(self.primal), 1e-300)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"primal": self.primal, "dual": self.dual, "gap": self.gap, "relative_gap": self.relative_gap}
+
+    def __repr__(self) -> str:
+        return (
+            f"Certificate(primal={self.primal:.10g}, dual={self.dual:.10g}, gap={self.gap:.3g}, "
+            f"relative_gap={self.relative_gap:.3g})"
+        )
+
+
+@dataclass
+class SolverResult:
+    """What every solver returns.
+
+    ``V`` holds the blocks v_i (relu) or u_i (gated), ``W`` the blocks w_i (relu) or None, each (P, d, K).
+    ``history`` is a list of dicts (iteration, seconds, primal, dual, relative_gap) at each check.
+    """
+
+    V: torch.Tensor
+    W: torch.Tensor | None
+    certificate: Certificate
+    n_iter: int
+    converged: bool
+    solver: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    info: dict[str, object] = field(default_factory=dict)
