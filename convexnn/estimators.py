@@ -56,6 +56,7 @@ class _ConvexReLUBase(BaseEstimator):
         "device": [str, torch.device],
         "dtype": [StrOptions({"float32", "float64"})],
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "warm_start": ["boolean"],
         "verbose": ["verbose"],
     }
 
@@ -74,6 +75,7 @@ class _ConvexReLUBase(BaseEstimator):
         device: str = "cpu",
         dtype: str = "float64",
         n_threads: int | None = None,
+        warm_start: bool = False,
         verbose: bool = False,
     ) -> None:
         self.alpha = alpha
@@ -89,6 +91,7 @@ class _ConvexReLUBase(BaseEstimator):
         self.device = device
         self.dtype = dtype
         self.n_threads = n_threads
+        self.warm_start = warm_start
         self.verbose = verbose
 
     # --- the pieces of fit -------------------------------------------------------------------------
@@ -123,7 +126,19 @@ class _ConvexReLUBase(BaseEstimator):
         dev = resolve_device(self.device)
         dt = resolve_dtype(self.dtype)
         Xa = self._augment(X)
-        D, H = self._gates(Xa)
+        warm = None
+        if self.warm_start and hasattr(self, "gate_vectors_") and self.gate_vectors_.shape[0] == Xa.shape[1]:
+            # reuse the gates and start from the previous solution (same data, e.g. along an alpha path)
+            H = self.gate_vectors_
+            D = (Xa @ H >= 0).astype(np.float64)
+            B = np.asarray(self.blocks_)
+            if B.shape[-1] == Y.shape[1] and B.shape[-3] == H.shape[1]:
+                V = torch.as_tensor(B if self.kind == "gated" else B[0], dtype=dt, device=dev)
+                W = None if self.kind == "gated" else torch.as_tensor(B[1], dtype=dt, device=dev)
+                warm = SolverResult(V=V, W=W, certificate=Certificate(np.inf, -np.inf), n_iter=0,
+                                    converged=False, solver="warm")
+        else:
+            D, H = self._gates(Xa)
 
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(a, dtype=dt, device=dev)
@@ -134,7 +149,7 @@ class _ConvexReLUBase(BaseEstimator):
                 print(f"[convexnn] iter {rec['iteration']:6d}  primal {rec['primal']:.8g}  "
                       f"dual {rec['dual']:.8g}  rel.gap {rec['relative_gap']:.2e}")
         with num_threads(self.n_threads):
-            options = {} if self.solver == "cvxpy" else {"callback": callback}
+            options = {} if self.solver == "cvxpy" else {"callback": callback, "warm_start": warm}
             result = solve(problem, solver=self.solver, tol=float(self.tol), max_iter=int(self.max_iter),
                            **options)
         if not result.converged:
@@ -260,6 +275,8 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
     random_state : seed of the sampled gates (None means seed 0: fits are reproducible).
     device, dtype : where and in which precision the solver runs ("cpu", "cuda"; "float32", "float64").
     n_threads : torch threads during fit (None: torch's default capped at the cores available).
+    warm_start : when refitting a fitted estimator on the same data (e.g. with another alpha), keep its
+        gates and start the solver from the previous solution.
     verbose : print the certificate as the solver runs.
 
     Attributes

@@ -80,16 +80,17 @@ def output_matrix(net: TwoLayerReLU) -> np.ndarray:
 
 
 def check_X(net: TwoLayerReLU, X: object, name: str = "X") -> np.ndarray:
-    """(n, d) float64 copy of ``X``; ValueError for a wrong shape or non-finite entries."""
+    """(n, d) float64 view or copy of ``X`` (never modified); ValueError for a wrong shape or NaN/inf."""
     try:
-        arr = np.array(X, dtype=np.float64)
+        arr = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a numeric array of shape (n, d): {exc}") from None
     if arr.ndim != 2 or arr.shape[1] != net.n_features:
         raise ValueError(f"{name} must have shape (n, {net.n_features}) for this network, got {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} has no rows")
-    if not np.all(np.isfinite(arr)):
+    # one pass without a temporary: NaN/inf propagate to the sum (an overflow falls back to the full test)
+    if not np.isfinite(arr.sum()) and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf")
     return arr
 
@@ -140,26 +141,50 @@ def check_eps(eps: object, n: int, name: str = "eps") -> np.ndarray:
 
 
 def check_box(box: object, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """``box = (lo, hi)`` broadcast to two (n, d) arrays; ``None`` stays ``None``.
+    """``box = (lo, hi)`` as two float64 arrays of shape (1, d) or (n, d); ``None`` stays ``None``.
 
-    The bounds may be ±inf (e.g. ``(0, np.inf)``); ``lo <= hi`` and ``lo <= X <= hi`` are required.
+    Each bound is a scalar or an array broadcastable to X's shape (n, d), and may be ±inf
+    (e.g. ``(0, np.inf)``); ``lo <= hi`` and ``lo <= X <= hi`` are required. Use :func:`box_rows`
+    to select rows.
     """
     if box is None:
         return None
     if not isinstance(box, tuple | list) or len(box) != 2:
         raise TypeError("box must be None or a pair (lo, hi) of scalars or arrays broadcastable to X")
-    try:
-        lo = np.broadcast_to(np.asarray(box[0], dtype=np.float64), X.shape).copy()
-        hi = np.broadcast_to(np.asarray(box[1], dtype=np.float64), X.shape).copy()
-    except ValueError as exc:
-        raise ValueError(f"box bounds must broadcast to X's shape {X.shape}: {exc}") from None
+    n, d = X.shape
+    out = []
+    for b in box:
+        try:
+            a = np.asarray(b, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"box bounds must be numeric: {exc}") from None
+        try:
+            if a.ndim > 2:
+                raise ValueError
+            np.broadcast_shapes(a.shape, X.shape)
+        except ValueError:
+            raise ValueError(f"box bounds must broadcast to X's shape {X.shape}, got {a.shape}") from None
+        a = np.ascontiguousarray(np.broadcast_to(a, (n, d))) if a.ndim == 2 and a.shape[0] == n else a
+        out.append(np.broadcast_to(a, (1, d)).copy() if a.ndim < 2 or a.shape[0] == 1 else a)
+    lo, hi = out
     if np.any(np.isnan(lo)) or np.any(np.isnan(hi)):
         raise ValueError("box contains NaN")
     if np.any(lo > hi):
         raise ValueError("box lower bound exceeds the upper bound")
-    if np.any(X < lo) or np.any(X > hi):
+    if lo.shape[0] == 1 and hi.shape[0] == 1:
+        inside = np.all(X.min(axis=0) >= lo[0]) and np.all(X.max(axis=0) <= hi[0])
+    else:
+        inside = bool(np.all(X >= lo)) and bool(np.all(X <= hi))
+    if not inside:
         raise ValueError("every point of X must lie inside the box (lo <= X <= hi)")
     return lo, hi
+
+
+def box_rows(box: tuple[np.ndarray, np.ndarray] | None, rows: object) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rows ``rows`` (a slice or an index array) of a box from :func:`check_box`."""
+    if box is None:
+        return None
+    return tuple(b if b.shape[0] == 1 else b[rows] for b in box)  # type: ignore[return-value]
 
 
 def other_classes(y: np.ndarray, k: int) -> np.ndarray:

@@ -10,10 +10,12 @@ margin loss −m(x). Steps (α the step size, g = ∇m(x)):
 
     ℓ∞:  x ← Π(x − α sign(g)),        ℓ2:  x ← Π(x − α g / ‖g‖₂),
 
-where Π projects onto the ball and then clips to the box. For ℓ∞ that is the exact projection onto the
-box ball ∩ box. For ℓ2 the result is feasible but not always the Euclidean projection onto the
-intersection: clipping to a box that contains x₀ never increases ‖x − x₀‖₂, so ball-then-box stays
-inside the ball. Restart 0 starts at x₀, the others uniformly at random in the ball. The lowest-margin
+where Π projects onto the ball and then clips to the box. For ℓ∞ that is the exact projection onto
+ball ∩ box (itself a box). For ℓ2 the result is feasible but not always the Euclidean projection onto
+the intersection: clipping to a box that contains x₀ never increases ‖x − x₀‖₂, so ball-then-box stays
+inside the ball. By default α decays geometrically from 0.25·ε to 0.001·ε over the steps (large moves
+first, then convergence to a vertex or kink); a constant ``step_size`` may be given instead.
+Restart 0 starts at x₀, the others uniformly at random in the ball. The lowest-margin
 iterate over all steps and restarts is kept per point. Everything is batched in torch: the tensors have
 shape (restarts, n, d); there is no Python loop over points.
 """
@@ -25,6 +27,7 @@ import torch
 
 from convexnn.network import TwoLayerReLU
 from convexnn.robustness._checks import (
+    box_rows,
     check_box,
     check_eps,
     check_labels,
@@ -184,7 +187,8 @@ def pgd_attack(
     norm : "inf" or 2.
     steps : gradient steps per restart.
     restarts : number of starts (the first at X itself, the rest uniform in the ball).
-    step_size : α, scalar or (n,); default 2.5·eps/steps.
+    step_size : constant α, scalar or (n,); default: a geometric schedule from 0.25·ε down to
+        0.001·ε over the steps (large moves first, then fine convergence to a vertex/kink).
     box : optional (lo, hi) each a scalar or broadcastable to X (X must lie inside).
     random_state : None, int or numpy Generator (seeds the random starts).
     return_margin : also return the margins (n,) of the returned points (float64 forward pass).
@@ -200,11 +204,7 @@ def pgd_attack(
     ea = check_eps(eps, n)
     boxa = check_box(box, Xa)
     for name, val in (("steps", steps), ("restarts", restarts)):
-        if (
-            not isinstance(val, int | np.integer)
-            or isinstance(val, bool)
-            or val < (0 if name == "steps" else 1)
-        ):
+        if not isinstance(val, int | np.integer) or isinstance(val, bool) or val < (0 if name == "steps" else 1):
             raise ValueError(f"{name} must be a {'non-negative' if name == 'steps' else 'positive'} integer")
     if step_size is not None:
         sa = np.asarray(step_size, dtype=np.float64)
@@ -235,7 +235,7 @@ def run_pgd(
         sl = slice(start, min(n, start + block))
         sa = None if step_size is None or np.ndim(step_size) == 0 else np.asarray(step_size)[sl]
         sa = step_size if sa is None and step_size is not None else sa
-        bx = None if box is None else (box[0][sl], box[1][sl])
+        bx = box_rows(box, sl)
         o, m = _pgd(net, X[sl], y[sl], eps[sl], norm, steps, restarts, sa, bx, gen)
         outs.append(o)
         ms.append(m)

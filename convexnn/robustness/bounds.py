@@ -28,14 +28,18 @@ The margin is min_s g_s(x). Every method below returns a number that is ≤ min_
   minimised by HiGHS (``scipy.optimize.linprog``), one LP per point and specification. The value
   returned is a *safe* dual bound: with HiGHS's multipliers y ≤ 0 of the inequality rows A v ≤ b and
   all variables in bounds [lb, ub], yᵀb + Σ_k min(r_k lb_k, r_k ub_k) with r = cost − Aᵀy is a lower
-  bound for any y ≤ 0, so the result does not depend on the solver's tolerances. The triangle LP with the
-  same l, u is at least as tight as every CROWN slope choice (λz ≤ max(0, z) ≤ h on its feasible set).
+  bound for any y ≤ 0, so the result does not rely on the solver's tolerances (only on rounding in this
+  sum). The triangle LP with the same l, u is at least as tight as every CROWN slope choice
+  (λz ≤ max(0, z) ≤ h on its feasible set).
   ℓ∞ only: an ℓ2 ball is not polyhedral.
 * ``"exact"``: the mixed-integer program with one binary a_i per unstable neuron (big-M from l, u):
       h_i ≥ 0, h_i ≥ z_i, h_i ≤ z_i − l_i (1 − a_i), h_i ≤ u_i a_i,
-  solved by HiGHS (``scipy.optimize.milp``) per point and specification with a time limit. The value is
-  HiGHS's dual bound (the exact minimum when solved, up to its absolute gap 1e-6); on a time-out it is
-  the best of that dual bound and the CROWN bound. ℓ∞ only (ℓ2 would need a mixed-integer QCP).
+  solved by HiGHS (``scipy.optimize.milp``, relative gap 0) per point and specification with a time
+  limit. The value is HiGHS's dual bound (the exact minimum when solved, up to HiGHS's absolute gap and
+  tolerances, about 1e-6), capped by the margin of the solver's own point re-evaluated by a float64
+  forward pass; on a time-out it is the best of that dual bound and the CROWN bound. Specifications
+  whose CROWN bound already exceeds the best value found are skipped (they cannot be the minimum).
+  ℓ∞ only (ℓ2 would need a mixed-integer QCP).
 
 Everything except the per-point LP/MILP solves is vectorised in torch float64 over points, neurons and
 specifications.
@@ -54,6 +58,7 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from convexnn.network import TwoLayerReLU
 from convexnn.robustness._checks import (
     UnsupportedNormError,
+    box_rows,
     check_box,
     check_eps,
     check_labels,
@@ -67,8 +72,9 @@ from convexnn.robustness._checks import (
 __all__ = ["margin_bounds", "preactivation_bounds"]
 
 _F64 = torch.float64
-#: Elements per block of (points × specifications × features) tensors.
-_BLOCK_ELEMENTS = 1 << 22
+#: Elements per block of (points × specifications × features) tensors: blocks small enough to stay in
+#: the CPU cache make the bounds memory-bandwidth friendly (all work is a few passes over each block).
+_BLOCK_ELEMENTS = 1 << 19
 #: Iterations of the bisection on the ℓ2 ∩ box dual variable.
 _DUAL_ITERS = 60
 
@@ -77,12 +83,17 @@ def _t(a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(a), dtype=_F64)
 
 
+def _blocks(n: int, per_point: int) -> list[slice]:
+    size = max(1, _BLOCK_ELEMENTS // max(1, per_point))
+    return [slice(s, min(n, s + size)) for s in range(0, n, size)]
+
+
 @dataclass
 class Problem:
-    """A validated certification problem: everything as float64 NumPy arrays.
+    """A validated certification problem, as float64 NumPy arrays.
 
-    X (n, d), y (n,), eps (n,), L/H (n, d): the box that contains the perturbation set (for ℓ∞ it *is*
-    the set: ball ∩ box), C (n, S, m): specification weights, l/u (n, m): pre-activation bounds.
+    X (n, d), y (n,), eps (n,), box: (lo, hi) each (1, d) or (n, d), or None; C (n, S, m): the
+    specification weights; l, u (n, m): pre-activation bounds over the set.
     """
 
     net: TwoLayerReLU
@@ -91,8 +102,6 @@ class Problem:
     eps: np.ndarray
     norm: str
     box: tuple[np.ndarray, np.ndarray] | None
-    L: np.ndarray
-    H: np.ndarray
     C: np.ndarray
     l: np.ndarray
     u: np.ndarray
@@ -101,27 +110,20 @@ class Problem:
     def n(self) -> int:
         return self.X.shape[0]
 
+    def enclosing(self, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The box [L, H] ⊇ set for the given rows: L = max(x − ε, lo), H = min(x + ε, hi).
+        For ℓ∞ it is the set itself."""
+        return _enclosing_box(self.X[rows], self.eps[rows], box_rows(self.box, rows))
+
     def subset(self, idx: np.ndarray) -> Problem:
-        box = None if self.box is None else (self.box[0][idx], self.box[1][idx])
         return Problem(
-            self.net,
-            self.X[idx],
-            self.y[idx],
-            self.eps[idx],
-            self.norm,
-            box,
-            self.L[idx],
-            self.H[idx],
-            self.C[idx],
-            self.l[idx],
-            self.u[idx],
-        )
+            self.net, self.X[idx], self.y[idx], self.eps[idx], self.norm, box_rows(self.box, idx),
+            self.C[idx], self.l[idx], self.u[idx],
+        )  # fmt: skip
 
 
-def prepare(
-    model: object, X: object, y: object, eps: object, norm: object = "inf", box: object = None
-) -> Problem:
-    """Validate the inputs and compute the enclosing box and the pre-activation bounds."""
+def prepare(model: object, X: object, y: object, eps: object, norm: object = "inf", box: object = None) -> Problem:
+    """Validate the inputs and compute the pre-activation bounds."""
     net = get_network(model)
     norm = parse_norm(norm)
     Xa = check_X(net, X)
@@ -129,9 +131,8 @@ def prepare(
     ya = check_labels(net, y, n)
     ea = check_eps(eps, n)
     boxa = check_box(box, Xa)
-    L, H = _enclosing_box(Xa, ea, boxa)
-    l, u = _preact(net, Xa, ea, norm, L, H, boxa is not None)
-    return Problem(net, Xa, ya, ea, norm, boxa, L, H, spec_weights(net, ya), l, u)
+    l, u = _preact(net, Xa, ea, norm, boxa)
+    return Problem(net, Xa, ya, ea, norm, boxa, spec_weights(net, ya), l, u)
 
 
 def _enclosing_box(
@@ -145,23 +146,43 @@ def _enclosing_box(
     return L, H
 
 
+def _block_geometry(
+    X: np.ndarray, eps: np.ndarray, box: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[torch.Tensor, ...]:
+    """Torch views of one block: x₀, ε, and the enclosing box as centre/half-width and as [L, H]."""
+    x0, e = _t(X), _t(eps)
+    if box is None:
+        L = x0 - e[:, None]
+        H = x0 + e[:, None]
+    else:
+        L = torch.maximum(x0 - e[:, None], _t(box[0]))
+        H = torch.minimum(x0 + e[:, None], _t(box[1]))
+    return x0, e, (L + H) * 0.5, (H - L) * 0.5, L, H
+
+
 def _preact(
-    net: TwoLayerReLU, X: np.ndarray, eps: np.ndarray, norm: str, L: np.ndarray, H: np.ndarray, has_box: bool
+    net: TwoLayerReLU, X: np.ndarray, eps: np.ndarray, norm: str, box: tuple[np.ndarray, np.ndarray] | None
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Pre-activation bounds l, u (n, m) over the set (see the module docstring), block by block."""
     W1, b1 = _t(net.W1), _t(net.b1)
-    if norm == "inf" or has_box:
-        Lt, Ht = _t(L), _t(H)
-        zc = ((Lt + Ht) / 2) @ W1.T + b1
-        zr = ((Ht - Lt) / 2) @ W1.abs().T
-        l_box, u_box = zc - zr, zc + zr
-        if norm == "inf":
-            return l_box.numpy(), u_box.numpy()
-    z = _t(X) @ W1.T + b1
-    r = _t(eps)[:, None] * torch.linalg.vector_norm(W1, dim=1)[None, :]
-    l, u = z - r, z + r
-    if has_box:
-        l, u = torch.maximum(l, l_box), torch.minimum(u, u_box)
-    return l.numpy(), u.numpy()
+    W1abs, W1norm = W1.abs(), torch.linalg.vector_norm(W1, dim=1)
+    n = X.shape[0]
+    l_out, u_out = np.empty((n, net.width)), np.empty((n, net.width))
+    for sl in _blocks(n, X.shape[1]):
+        x0, e, center, rad, _, _ = _block_geometry(X[sl], eps[sl], box_rows(box, sl))
+        if norm == "inf" or box is not None:
+            zc = center @ W1.T + b1
+            zr = rad @ W1abs.T
+            l, u = zc - zr, zc + zr
+        if norm == "2":
+            z = x0 @ W1.T + b1
+            r = e[:, None] * W1norm[None, :]
+            if box is None:
+                l, u = z - r, z + r
+            else:
+                l, u = torch.maximum(l, z - r), torch.minimum(u, z + r)
+        l_out[sl], u_out[sl] = l.numpy(), u.numpy()
+    return l_out, u_out
 
 
 def preactivation_bounds(
@@ -172,9 +193,7 @@ def preactivation_bounds(
     norm = parse_norm(norm)
     Xa = check_X(net, X)
     ea = check_eps(eps, Xa.shape[0])
-    boxa = check_box(box, Xa)
-    L, H = _enclosing_box(Xa, ea, boxa)
-    return _preact(net, Xa, ea, norm, L, H, boxa is not None)
+    return _preact(net, Xa, ea, norm, check_box(box, Xa))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -190,30 +209,19 @@ def ibp_lower(p: Problem) -> np.ndarray:
     return (C.clamp(min=0) * hl + C.clamp(max=0) * hu).sum(-1).numpy()
 
 
-def _min_linear(
-    a: torch.Tensor,
-    X: torch.Tensor,
-    eps: torch.Tensor,
-    L: torch.Tensor,
-    H: torch.Tensor,
-    norm: str,
-    has_box: bool,
+def _min_linear_l2_box(
+    a: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, L: torch.Tensor, H: torch.Tensor
 ) -> torch.Tensor:
-    """A lower bound (exact for ℓ∞ and for ℓ2 without box) on min aᵀx over the set, (b, S).
+    """Lower bound on min aᵀx over {‖x − x₀‖₂ ≤ ε} ∩ [L, H] (tight up to the bisection), (b, S).
 
-    a: (b, S, d); X, L, H: (b, d); eps: (b,).
+    a: (b, S, d); x0, L, H: (b, d); eps: (b,). Best of: the ball alone (aᵀx₀ − ε‖a‖₂), the box
+    alone (Σ min(a L, a H)), and the Lagrangian dual values met while bisecting on μ.
     """
-    if norm == "inf":
-        center, rad = (L + H) / 2, (H - L) / 2
-        return torch.einsum("bsd,bd->bs", a, center) - torch.einsum("bsd,bd->bs", a.abs(), rad)
     anorm = torch.linalg.vector_norm(a, dim=-1)
     e = eps[:, None]
-    best = torch.einsum("bsd,bd->bs", a, X) - e * anorm
-    if not has_box:
-        return best
-    Lb, Hb, x0 = L[:, None, :], H[:, None, :], X[:, None, :]
-    box_only = torch.where(a > 0, a * Lb, a * Hb).sum(-1)
-    best = torch.maximum(best, box_only)
+    Lb, Hb, xb = L[:, None, :], H[:, None, :], x0[:, None, :]
+    best = torch.einsum("bsd,bd->bs", a, x0) - e * anorm
+    best = torch.maximum(best, torch.where(a > 0, a * Lb, a * Hb).sum(-1))
     live = (e > 0) & (anorm > 0)
     if not bool(live.any()):
         return best
@@ -223,8 +231,8 @@ def _min_linear(
     for _ in range(_DUAL_ITERS):
         mid = (lo_log + hi_log) / 2
         mu = torch.exp(mid)
-        t = torch.minimum(torch.maximum(x0 - a / (2 * mu[..., None]), Lb), Hb)
-        dist2 = ((t - x0) ** 2).sum(-1)
+        t = torch.minimum(torch.maximum(xb - a / (2 * mu[..., None]), Lb), Hb)
+        dist2 = ((t - xb) ** 2).sum(-1)
         val = (a * t).sum(-1) + mu * (dist2 - e**2)
         best = torch.where(live, torch.maximum(best, val), best)
         too_small = dist2 > e**2  # the dual slope is positive: increase μ
@@ -233,20 +241,28 @@ def _min_linear(
     return best
 
 
-def crown_lower(p: Problem, slopes: tuple[str, ...] = ("adaptive", "zero", "one")) -> np.ndarray:
-    """CROWN bound per point and specification, (n, S): the best over the given slope choices λ."""
+SLOPES = ("adaptive", "zero", "one")
+
+
+def crown_lower(p: Problem, slopes: tuple[str, ...] = SLOPES) -> np.ndarray:
+    """CROWN bound per point and specification, (n, S): the best over the given slope choices λ.
+
+    Per block of points, with V slope choices stacked along the specification axis:
+    α (b, V·S, m) the coefficients of z in the linear lower bound, a = α W1 (b, V·S, d), and
+        ℓ∞:       α·z(centre) − |a|·(half-width) + k
+        ℓ2:       α·z(x₀) − ε‖a‖₂ + k
+        ℓ2 ∩ box: :func:`_min_linear_l2_box`(a) + α·b1 + k.
+    """
     net = p.net
     W1, b1 = _t(net.W1), _t(net.b1)
     n, S, m = p.C.shape
     d = net.n_features
-    block = max(1, _BLOCK_ELEMENTS // (S * max(d, m)))
+    V = len(slopes)
     out = np.empty((n, S))
-    has_box = p.box is not None
-    for start in range(0, n, block):
-        sl = slice(start, min(n, start + block))
+    for sl in _blocks(n, V * S * max(d, m)):
         l, u = _t(p.l[sl]), _t(p.u[sl])
         C = _t(p.C[sl])
-        X, eps, L, H = _t(p.X[sl]), _t(p.eps[sl]), _t(p.L[sl]), _t(p.H[sl])
+        x0, e, center, rad, L, H = _block_geometry(p.X[sl], p.eps[sl], box_rows(p.box, sl))
         unstable = (l < 0) & (u > 0)
         active = (l >= 0).to(_F64)
         denom = torch.where(unstable, u - l, torch.ones_like(u))
@@ -254,8 +270,8 @@ def crown_lower(p: Problem, slopes: tuple[str, ...] = ("adaptive", "zero", "one"
         t_up = torch.where(unstable, -u * l / denom, torch.zeros_like(u))
         Cp, Cn = C.clamp(min=0), C.clamp(max=0)
         upper_part = Cn * s_up[:, None, :]
-        const_up = (Cn * t_up[:, None, :]).sum(-1)
-        best = None
+        const_up = (Cn * t_up[:, None, :]).sum(-1)  # (b, S)
+        alphas = []
         for choice in slopes:
             if choice == "adaptive":
                 lam = (u >= -l).to(_F64)
@@ -263,14 +279,21 @@ def crown_lower(p: Problem, slopes: tuple[str, ...] = ("adaptive", "zero", "one"
                 lam = torch.zeros_like(u)
             elif choice == "one":
                 lam = torch.ones_like(u)
-            else:  # pragma: no cover - internal
+            else:
                 raise ValueError(f"unknown slope choice {choice!r}")
-            s_lo = torch.where(unstable, lam, active)
-            alpha = Cp * s_lo[:, None, :] + upper_part  # (b, S, m)
-            a = alpha @ W1  # (b, S, d)
-            val = _min_linear(a, X, eps, L, H, p.norm, has_box) + alpha @ b1 + const_up
-            best = val if best is None else torch.maximum(best, val)
-        out[sl] = best.numpy()
+            alphas.append(Cp * torch.where(unstable, lam, active)[:, None, :] + upper_part)
+        alpha = torch.cat(alphas, dim=1)  # (b, V·S, m)
+        a = alpha @ W1  # (b, V·S, d)
+        if p.norm == "inf":
+            zc = center @ W1.T + b1
+            val = torch.einsum("bvm,bm->bv", alpha, zc) - torch.einsum("bvd,bd->bv", a.abs_(), rad)
+        elif p.box is None:
+            z0 = x0 @ W1.T + b1
+            val = torch.einsum("bvm,bm->bv", alpha, z0) - e[:, None] * torch.linalg.vector_norm(a, dim=-1)
+        else:
+            val = _min_linear_l2_box(a, x0, e, L, H) + alpha @ b1
+        val = val.view(-1, V, S) + const_up[:, None, :]
+        out[sl] = val.max(dim=1).values.numpy()
     return out
 
 
@@ -333,7 +356,8 @@ def solve_point(p: Problem, i: int, crown_s: np.ndarray, integer: bool, time_lim
     t0 = time.perf_counter()
     net = p.net
     W1, b1 = net.W1, net.b1
-    l, u, L, H = p.l[i], p.u[i], p.L[i], p.H[i]
+    l, u = p.l[i], p.u[i]
+    L, H = (b[0] for b in p.enclosing(slice(i, i + 1)))
     A, b, U, Aidx = _point_model(W1, b1, l, u, integer)
     d, k = W1.shape[1], U.size
     lb = np.concatenate([L, np.zeros(k)] + ([np.zeros(k)] if integer else []))
@@ -381,10 +405,15 @@ def solve_point(p: Problem, i: int, crown_s: np.ndarray, integer: bool, time_lim
             if res.status != 0:
                 solved = False
             if res.x is not None:
-                val = float(res.fun) + const
+                # The solver's point, clipped into the box, and its margin by a float64 forward pass: the
+                # minimum is at most this value, so the bound is capped by it (HiGHS works to 1e-6..1e-7
+                # feasibility tolerances and its dual bound can exceed the true minimum by about that).
+                x = np.clip(res.x[:d], L, H)
+                val = float(np.maximum(W1 @ x + b1, 0.0) @ c)
+                lowers[s] = min(lowers[s], val)
                 if val < best_upper:
                     best_upper = val
-                    witness = np.clip(res.x[:d], L, H)
+                    witness = x
         else:
             res = linprog(
                 cost,

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from convexnn.robustness._checks import check_box, check_eps, check_X, get_network, output_matrix, parse_norm
-from convexnn.robustness.bounds import _enclosing_box, _preact
+from convexnn.robustness.bounds import _preact
 
 __all__ = ["LipschitzBound", "lipschitz"]
 
@@ -113,11 +113,7 @@ def lipschitz(
         raise ValueError("local Lipschitz bounds need both X and eps (or neither for a global bound)")
     if box is not None and X is None:
         raise ValueError("box only applies to local bounds (give X and eps)")
-    if (
-        isinstance(vertex_max_neurons, bool)
-        or not isinstance(vertex_max_neurons, int)
-        or vertex_max_neurons < 0
-    ):
+    if isinstance(vertex_max_neurons, bool) or not isinstance(vertex_max_neurons, int) or vertex_max_neurons < 0:
         raise ValueError("vertex_max_neurons must be a non-negative integer")
     W1 = torch.as_tensor(net.W1, dtype=_F64)
     W2 = torch.as_tensor(output_matrix(net), dtype=_F64)  # (m, K)
@@ -139,8 +135,7 @@ def lipschitz(
         Xa = check_X(net, X)
         ea = check_eps(eps, Xa.shape[0])
         boxa = check_box(box, Xa)
-        L, H = _enclosing_box(Xa, ea, boxa)
-        lo, up = _preact(net, Xa, ea, normp, L, H, boxa is not None)
+        lo, up = _preact(net, Xa, ea, normp, boxa)
         lo_t, up_t = torch.as_tensor(lo), torch.as_tensor(up)
         active = (lo_t >= 0).to(_F64)  # (n, m)
         unstable = ((lo_t < 0) & (up_t > 0)).to(_F64)

@@ -65,6 +65,7 @@ def admm(
     max_time: float | None = None,
     cone_scale: float | None = None,
     relax: float = 1.0,
+    adaptive_rho: bool = True,
 ) -> SolverResult:
     """Solve (C) or (G) by ADMM. See the module docstring for the iteration.
 
@@ -94,9 +95,12 @@ def admm(
     if relu:
         M = X.T @ X / sigma**2
         M.diagonal().add_(1.0)
-        sysm = QSystem(X, D, M, 2.0 * c0, strategy)
     else:
-        sysm = QSystem(X, D, torch.eye(pb.d, dtype=X.dtype, device=X.device), c0, strategy)
+        M = torch.eye(pb.d, dtype=X.dtype, device=X.device)
+    sysm_M = M
+    sysm = QSystem(X, D, M, (2.0 if relu else 1.0) * c0, strategy)
+    n_refactor = 0
+    cg_rtol = 1e-3  # PCG only: tightened as the certificate's gap falls
 
     st = _State(pb)
     if warm_start is not None:
@@ -124,10 +128,10 @@ def admm(
             rv = st.V - st.Lv + operators.cone_adjoint(X, D, st.Sv - st.Nv) / sigma
             rw = st.W - st.Lw + operators.cone_adjoint(X, D, st.Sw - st.Nw) / sigma
             p = sysm.solve_M(rv + rw)
-            q = sysm.solve(rv - rw + 2.0 * c0 * FtT)
+            q = sysm.solve(rv - rw + 2.0 * c0 * FtT, x0=st.Uv - st.Uw, rtol=cg_rtol)
             st.Uv, st.Uw = 0.5 * (p + q), 0.5 * (p - q)
         else:
-            st.Uv = sysm.solve(st.V - st.Lv + c0 * FtT)
+            st.Uv = sysm.solve(st.V - st.Lv + c0 * FtT, x0=st.Uv, rtol=cg_rtol)
         # 2. v, s, z steps
         V_old = st.V
         if relax != 1.0:  # over-relaxation: the u-step output enters as relax·u + (1 − relax)·v
@@ -160,26 +164,35 @@ def admm(
             if cert.relative_gap <= tol:
                 converged = True
                 break
+            cg_rtol = max(min(cg_rtol, 0.1 * cert.relative_gap), 1e-12)
             if max_time is not None and rec["seconds"] > max_time:
                 break
-            if split:
-                # residual balancing: rescale ρ and ρ_z together (c₀ fixed: no refactorisation)
+            if adaptive_rho and it % (check_every * 5) == 0:
+                # residual balancing (Boyd et al. §3.4.1) on the consensus and cone constraints
                 r_pri = float(torch.linalg.vector_norm(st.Uv - st.V))
                 r_dual = rho * float(torch.linalg.vector_norm(st.V - V_old))
+                if relu:
+                    r_pri += float(torch.linalg.vector_norm(st.Uw - st.W))
                 if r_pri > 10 * r_dual or r_dual > 10 * r_pri:
                     f = 2.0 if r_pri > r_dual else 0.5
-                    rho, rho_z = rho * f, rho_z * f
+                    rho *= f
                     st.Lv /= f
-                    st.Eta /= f
                     if relu:
                         st.Lw /= f
                         st.Nv /= f
                         st.Nw /= f
+                    if split:  # ρ and ρ_z together: c₀ = ρ_z/ρ and the factorisation stay as they are
+                        rho_z *= f
+                        st.Eta /= f
+                    else:  # c₀ = 1/(nρ) changed: refactor
+                        c0 = 1.0 / (n * rho)
+                        sysm = QSystem(X, D, sysm_M, (2.0 if relu else 1.0) * c0, strategy)
+                    n_refactor += 1
     assert best is not None
     cert, Vf, Wf = best
     return SolverResult(
         V=Vf, W=Wf, certificate=cert, n_iter=it, converged=converged, solver="admm",
-        history=history, info={"strategy": strategy, "rho": rho, "cone_scale": sigma},
+        history=history, info={"strategy": strategy, "rho": rho, "cone_scale": sigma, "rho_updates": n_refactor, "cg_iterations": sysm.cg_iters},
     )
 
 

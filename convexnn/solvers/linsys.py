@@ -12,6 +12,10 @@ place of 2c₀. :class:`QSystem` solves  (I_P ⊗ M + c F_vᵀF_v) q = r  for q 
 - "cholesky": the dense (dP)×(dP) matrix, factored once.  Memory 8(dP)² bytes.
 - "woodbury": Q⁻¹ = M̃⁻¹ − M̃⁻¹F_vᵀ S⁻¹ F_v M̃⁻¹ with S = I_n/c + K ⊙ (D Dᵀ), K = X M⁻¹ Xᵀ:
   one n×n Cholesky; O(n² + ndP + d²P) per solve.  Memory 16 n² bytes.
+- "pcg": matrix-free conjugate gradients, Q·q = M q_i (every block) + c Fᵀ(F q): O(ndP) per product,
+  preconditioned by a randomized Nyström approximation of Q − I of rank r (Frangella, Tropp & Udell;
+  CRONOS), warm-started from the previous solution, to a tolerance the caller tightens as ADMM converges.
+  Memory O(nP + r·dP).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 
 from convexnn.ops import operators
 
-STRATEGIES = ("cholesky", "woodbury")
+STRATEGIES = ("cholesky", "woodbury", "pcg")
 
 
 def block_solve(L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
@@ -36,7 +40,12 @@ def memory_bytes(strategy: str, n: int, d: int, P: int, itemsize: int) -> int:
         return itemsize * ((d * P) ** 2 + n * d * P)
     if strategy == "woodbury":
         return itemsize * (3 * n * n)
+    if strategy == "pcg":
+        return itemsize * (NYSTROM_RANK * d * P + 8 * n * P + d * d)
     raise ValueError(f"unknown linear-system strategy {strategy!r}")
+
+
+NYSTROM_RANK = 50
 
 
 def cost_flops(strategy: str, n: int, d: int, P: int, K: int, iters: int = 300) -> float:
@@ -45,6 +54,9 @@ def cost_flops(strategy: str, n: int, d: int, P: int, K: int, iters: int = 300) 
         return n * (d * P) ** 2 + (d * P) ** 3 / 3 + iters * 2 * (d * P) ** 2 * K
     if strategy == "woodbury":
         return n * n * (d + P) + n**3 / 3 + iters * (2 * n * n * K + 4 * n * d * P * K + 2 * d * d * P * K)
+    if strategy == "pcg":  # Nyström sketch + ~10 CG products per solve
+        per_product = 4 * n * d * P + 2 * d * d * P
+        return NYSTROM_RANK * per_product + iters * 10 * per_product * K
     raise ValueError(f"unknown linear-system strategy {strategy!r}")
 
 
@@ -58,7 +70,11 @@ class QSystem:
         self.LM = torch.linalg.cholesky(M)
         n, d = X.shape
         P = D.shape[1]
-        if strategy == "cholesky":
+        self.M = M
+        self.cg_iters = 0
+        if strategy == "pcg":
+            self._nystrom(rank=min(NYSTROM_RANK, P * d))
+        elif strategy == "cholesky":
             Z = (D[:, :, None] * X[:, None, :]).reshape(n, P * d)  # F_v, column (i, a) ↦ i·d + a
             Q = c * (Z.T @ Z)
             Q.view(P, d, P, d).diagonal(dim1=0, dim2=2).add_(M[:, :, None])  # + I_P ⊗ M
@@ -69,8 +85,62 @@ class QSystem:
             S.diagonal().add_(1.0 / c)
             self.LS = torch.linalg.cholesky(S)
 
-    def solve(self, R: torch.Tensor) -> torch.Tensor:
+    def matvec(self, Q: torch.Tensor) -> torch.Tensor:
+        """(I_P ⊗ M + c F_vᵀF_v) q for q (P, d, K)."""
+        return self.M @ Q + self.c * operators.adjoint(self.X, self.D, operators.forward(self.X, self.D, Q))
+
+    def _nystrom(self, rank: int) -> None:
+        """Rank-r Nyström approximation U diag(lam) Uᵀ of A = Q − I (stable form, Tropp et al. 2017)."""
+        X = self.X
+        P, d = self.D.shape[1], X.shape[1]
+        g = torch.Generator(device="cpu").manual_seed(0)
+        Om = torch.randn(P * d, rank, generator=g, dtype=X.dtype).to(X.device)
+        Om, _ = torch.linalg.qr(Om)
+        Om3 = Om.reshape(P, d, rank)
+        Y = (self.matvec(Om3) - Om3).reshape(P * d, rank)
+        shift = torch.finfo(X.dtype).eps * float(torch.linalg.matrix_norm(Y))
+        Y = Y + shift * Om
+        C = torch.linalg.cholesky(Om.T @ Y)
+        B = torch.linalg.solve_triangular(C, Y.T, upper=False).T  # Y C⁻ᵀ
+        U, S, _ = torch.linalg.svd(B, full_matrices=False)
+        self.nys_U = U
+        self.nys_lam = torch.clamp(S**2 - shift, min=0.0)
+
+    def precondition(self, R: torch.Tensor) -> torch.Tensor:
+        """P⁻¹ r = U ((λ_r + 1)/(Λ + 1)) Uᵀ r + (r − U Uᵀ r) for Q = I + A."""
         P, d, K = R.shape
+        r = R.reshape(P * d, K)
+        Ur = self.nys_U.T @ r
+        scale = (self.nys_lam[-1] + 1.0) / (self.nys_lam + 1.0)
+        return (r + self.nys_U @ ((scale - 1.0)[:, None] * Ur)).reshape(P, d, K)
+
+    def _pcg(self, R: torch.Tensor, x0: torch.Tensor | None, rtol: float, max_iter: int = 500) -> torch.Tensor:
+        """Preconditioned CG on every output column at once (independent scalars per column)."""
+        x = torch.zeros_like(R) if x0 is None else x0.clone()
+        r = R - self.matvec(x) if x0 is not None else R.clone()
+        bnorm = torch.linalg.vector_norm(R, dim=(0, 1)).clamp(min=torch.finfo(R.dtype).tiny)
+        z = self.precondition(r)
+        p = z.clone()
+        rz = (r * z).sum((0, 1))
+        for _ in range(max_iter):
+            if bool((torch.linalg.vector_norm(r, dim=(0, 1)) <= rtol * bnorm).all()):
+                break
+            Ap = self.matvec(p)
+            alpha = rz / (p * Ap).sum((0, 1)).clamp(min=torch.finfo(R.dtype).tiny)
+            x = x + alpha * p
+            r = r - alpha * Ap
+            z = self.precondition(r)
+            rz_new = (r * z).sum((0, 1))
+            p = z + (rz_new / rz.clamp(min=torch.finfo(R.dtype).tiny)) * p
+            rz = rz_new
+            self.cg_iters += 1
+        return x
+
+    def solve(self, R: torch.Tensor, x0: torch.Tensor | None = None, rtol: float = 1e-10) -> torch.Tensor:
+        """q = Q⁻¹ R. ``x0`` and ``rtol`` (relative residual) are used by the "pcg" strategy only."""
+        P, d, K = R.shape
+        if self.strategy == "pcg":
+            return self._pcg(R, x0, rtol)
         if self.strategy == "cholesky":
             return torch.cholesky_solve(R.reshape(P * d, K), self.LQ).reshape(P, d, K)
         Y1 = block_solve(self.LM, R)

@@ -1,0 +1,165 @@
+"""Regularisation paths with warm starts, and estimators that choose alpha by cross-validation
+(like scikit-learn's ``LassoCV``)."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.model_selection import check_cv
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from convexnn.estimators import ConvexReLUClassifier, ConvexReLURegressor, _ConvexReLUBase, _to_numpy
+from convexnn.network import TwoLayerReLU
+from convexnn.solvers.problem import Certificate
+
+
+@dataclass
+class PathResult:
+    """One fit per alpha, in the order solved (largest alpha first)."""
+
+    alphas: np.ndarray
+    objectives: np.ndarray
+    certificates: list[Certificate]
+    networks: list[TwoLayerReLU]
+    n_iter: np.ndarray
+    widths: np.ndarray
+    estimators: list[Any] = field(default_factory=list, repr=False)
+
+
+def alpha_max(X: Any, y: Any, estimator: _ConvexReLUBase) -> float:
+    """The smallest alpha at which the gated program's solution is zero: max_i ‖X̃ᵀ D_i ∇L(0)‖₂ over the
+    estimator's patterns (an upper end for an alpha grid; (C)'s zero threshold is no larger)."""
+    est = clone(estimator).set_params(max_iter=1)
+    X = np.asarray(_to_numpy(X), dtype=np.float64)
+    Xa = est._augment(X) if est.fit_intercept else X
+    D, _ = est._gates(Xa)
+    y = np.asarray(_to_numpy(y))
+    if isinstance(est, ConvexReLUClassifier):
+        classes, idx = np.unique(y, return_inverse=True)
+        if classes.size == 2:
+            Y = (2.0 * idx - 1.0)[:, None]
+        else:
+            Y = -np.ones((y.size, classes.size))
+            Y[np.arange(y.size), idx] = 1.0
+    else:
+        Y = y.reshape(y.shape[0], -1).astype(np.float64)
+    n = X.shape[0]
+    if est.loss == "squared":
+        G = -Y / n
+    elif est.loss == "logistic":
+        G = -Y / (2 * n)
+    else:
+        G = -Y / n
+    # ‖X̃ᵀ D_i g_k‖ for every pattern i and column k
+    norms = np.linalg.norm(np.einsum("nd,np,nk->pdk", Xa, D, G), axis=1)
+    return float(norms.max())
+
+
+def regularization_path(X: Any, y: Any, alphas: Any = None, *, estimator: _ConvexReLUBase | None = None,
+                        n_alphas: int = 10, eps: float = 1e-3, keep_estimators: bool = False) -> PathResult:
+    """Fit ``estimator`` (default ``ConvexReLURegressor()``) for every alpha, largest first, each fit
+    warm-started from the previous one on the same gates.
+
+    ``alphas`` default: ``n_alphas`` values log-spaced from :func:`alpha_max` down to eps·alpha_max.
+    """
+    est = clone(estimator) if estimator is not None else ConvexReLURegressor()
+    if alphas is None:
+        amax = alpha_max(X, y, est)
+        alphas = np.geomspace(amax, amax * eps, n_alphas)
+    alphas = np.sort(np.asarray(alphas, dtype=np.float64))[::-1]
+    if alphas.size == 0 or np.any(~np.isfinite(alphas)) or np.any(alphas <= 0):
+        raise ValueError("alphas must be a non-empty list of positive finite numbers")
+    est.set_params(warm_start=True)
+    certs, nets, objs, iters, widths, ests = [], [], [], [], [], []
+    for a in alphas:
+        est.set_params(alpha=float(a)).fit(X, y)
+        certs.append(est.certificate_)
+        nets.append(est.network_)
+        objs.append(est.objective_)
+        iters.append(est.n_iter_)
+        widths.append(est.network_.width)
+        if keep_estimators:
+            ests.append(copy.deepcopy(est).set_params(warm_start=False))
+    return PathResult(alphas=alphas, objectives=np.array(objs), certificates=certs, networks=nets,
+                      n_iter=np.array(iters), widths=np.array(widths), estimators=ests)
+
+
+class _ConvexReLUCV(BaseEstimator):
+    """Choose alpha by K-fold cross-validation over a warm-started path, then refit on all data."""
+
+    _base: type = ConvexReLURegressor
+    _parameter_constraints: dict = {
+        "alphas": ["array-like", None],
+        "n_alphas": [Interval(numbers.Integral, 1, None, closed="left")],
+        "eps": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "cv": ["cv_object"],
+        "estimator_params": [dict, None],
+    }
+
+    def __init__(self, alphas: Any = None, n_alphas: int = 8, eps: float = 1e-3, cv: Any = 5,
+                 estimator_params: dict | None = None) -> None:
+        self.alphas = alphas
+        self.n_alphas = n_alphas
+        self.eps = eps
+        self.cv = cv
+        self.estimator_params = estimator_params
+
+    def fit(self, X: Any, y: Any) -> _ConvexReLUCV:
+        self._validate_params()
+        X = np.asarray(_to_numpy(X), dtype=np.float64)
+        y = np.asarray(_to_numpy(y))
+        base = self._base(**(self.estimator_params or {}))
+        alphas = self.alphas
+        if alphas is None:
+            amax = alpha_max(X, y, base)
+            alphas = np.geomspace(amax, amax * self.eps, self.n_alphas)
+        alphas = np.sort(np.asarray(alphas, dtype=np.float64))[::-1]
+        cv = check_cv(self.cv, y, classifier=isinstance(base, ClassifierMixin))
+        scores = np.zeros((alphas.size, cv.get_n_splits(X, y)))
+        for j, (tr, te) in enumerate(cv.split(X, y)):
+            path = regularization_path(X[tr], y[tr], alphas, estimator=base, keep_estimators=True)
+            for i, e in enumerate(path.estimators):
+                scores[i, j] = e.score(X[te], y[te])
+        self.alphas_ = alphas
+        self.cv_scores_ = scores
+        best = int(np.argmax(scores.mean(1)))
+        self.alpha_ = float(alphas[best])
+        self.best_estimator_ = clone(base).set_params(alpha=self.alpha_).fit(X, y)
+        for attr in ("network_", "certificate_", "objective_", "gate_vectors_", "n_features_in_"):
+            setattr(self, attr, getattr(self.best_estimator_, attr))
+        if hasattr(self.best_estimator_, "classes_"):
+            self.classes_ = self.best_estimator_.classes_
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.predict(X)
+
+
+class ConvexReLURegressorCV(RegressorMixin, _ConvexReLUCV):
+    """:class:`ConvexReLURegressor` with alpha chosen by cross-validated R² over a warm-started path.
+
+    Parameters: ``alphas`` (default: ``n_alphas`` log-spaced values from alpha_max down to
+    eps·alpha_max), ``cv`` (folds or splitter), ``estimator_params`` (the other parameters of the
+    regressor). Attributes: ``alpha_``, ``alphas_``, ``cv_scores_`` (n_alphas, n_folds),
+    ``best_estimator_`` and its ``network_``, ``certificate_``.
+    """
+
+    _base = ConvexReLURegressor
+
+
+class ConvexReLUClassifierCV(ClassifierMixin, _ConvexReLUCV):
+    """:class:`ConvexReLUClassifier` with alpha chosen by cross-validated accuracy (see
+    :class:`ConvexReLURegressorCV`)."""
+
+    _base = ConvexReLUClassifier
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.decision_function(X)

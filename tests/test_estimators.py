@@ -1,0 +1,175 @@
+"""The scikit-learn estimators: API, recovered network, inputs, errors."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.datasets import load_iris
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import check_estimator
+
+import convexnn
+from convexnn import ConvexReLUClassifier, ConvexReLURegressor
+from convexnn.baselines import nonconvex_objective
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+SMALL = {"n_patterns": 12, "max_iter": 400, "tol": 1e-5}
+
+
+@pytest.mark.parametrize("est", [ConvexReLURegressor(**SMALL), ConvexReLUClassifier(**SMALL),
+                                 ConvexReLUClassifier(kind="gated", loss="logistic", **SMALL)],
+                         ids=["regressor", "classifier", "gated-logistic"])
+def test_sklearn_estimator_checks(est):
+    check_estimator(est)
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic", "hinge"])
+def test_relu_network_objective_and_predictions_match_convex_model(breast_cancer, loss):
+    X, y = breast_cancer
+    est = ConvexReLUClassifier(n_patterns=20, loss=loss, max_iter=2000, tol=1e-6).fit(X, y)
+    net = est.network_
+    obj = nonconvex_objective(net, X, y, est.alpha, loss)
+    assert obj == pytest.approx(est.objective_, rel=1e-9)
+    # the convex model's predictions Σ D_i X̃ (v_i − w_i) equal the network's
+    Xa = np.hstack([X, np.ones((X.shape[0], 1))])
+    D = (Xa @ est.gate_vectors_ >= 0).astype(float)
+    V, W = est.blocks_
+    convex_pred = np.einsum("np,npk->nk", D, np.einsum("nd,pdk->npk", Xa, V - W))[:, 0]
+    np.testing.assert_allclose(net.forward(X), convex_pred, atol=1e-9)
+    np.testing.assert_allclose(est.decision_function(X), convex_pred, atol=1e-9)
+    assert est.certificate_.dual <= est.certificate_.primal
+
+
+def test_torch_export_matches_predictions(breast_cancer):
+    X, y = breast_cancer
+    est = ConvexReLUClassifier(n_patterns=15, max_iter=500).fit(X, y)
+    module = est.to_torch()
+    out = module(torch.as_tensor(X)).detach().numpy()[:, 0]
+    np.testing.assert_allclose(out, est.decision_function(X), atol=1e-10)
+    back = convexnn.TwoLayerReLU.from_torch(module)
+    np.testing.assert_allclose(back.W1, est.network_.W1)
+
+
+def test_multiclass_one_network_k_outputs():
+    X, y = load_iris(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    est = ConvexReLUClassifier(n_patterns=20, loss="logistic", max_iter=1500).fit(X, y)
+    assert est.network_.w2.shape[1] == 3
+    assert est.score(X, y) > 0.9
+    proba = est.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    assert np.array_equal(est.classes_[proba.argmax(1)], est.predict(X))
+    # each neuron feeds exactly one output (one-vs-rest): objectives coincide
+    assert np.all((est.network_.w2 != 0).sum(1) == 1)
+    Y = -np.ones((X.shape[0], 3))
+    Y[np.arange(X.shape[0]), y] = 1
+    assert nonconvex_objective(est.network_, X, Y, est.alpha, "logistic") == pytest.approx(est.objective_, rel=1e-9)
+
+
+def test_predict_proba_only_for_logistic(breast_cancer):
+    X, y = breast_cancer
+    est = ConvexReLUClassifier(n_patterns=5, max_iter=50).fit(X[:100], y[:100])
+    assert not hasattr(est, "predict_proba")
+
+
+def test_inputs_numpy_pandas_torch_agree(diabetes):
+    X, y = diabetes
+    kw = {"n_patterns": 10, "max_iter": 300}
+    a = ConvexReLURegressor(**kw).fit(X, y).predict(X)
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    b = ConvexReLURegressor(**kw).fit(df, pd.Series(y)).predict(df)
+    c = ConvexReLURegressor(**kw).fit(torch.as_tensor(X), torch.as_tensor(y)).predict(torch.as_tensor(X))
+    np.testing.assert_allclose(a, b)
+    np.testing.assert_allclose(a, c)
+
+
+def test_reproducible_by_default(diabetes):
+    X, y = diabetes
+    a = ConvexReLURegressor(n_patterns=10, max_iter=200).fit(X, y)
+    b = ConvexReLURegressor(n_patterns=10, max_iter=200).fit(X, y)
+    np.testing.assert_array_equal(a.gate_vectors_, b.gate_vectors_)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+def test_user_gate_vectors(diabetes):
+    X, y = diabetes
+    G = np.random.default_rng(3).standard_normal((X.shape[1] + 1, 8))
+    est = ConvexReLURegressor(gate_vectors=G, max_iter=200).fit(X, y)
+    assert est.gate_vectors_.shape[0] == X.shape[1] + 1
+    assert est.gate_vectors_.shape[1] <= 8
+    G0 = G[:-1]  # (d, P): gates through the origin
+    est0 = ConvexReLURegressor(gate_vectors=G0, max_iter=200).fit(X, y)
+    np.testing.assert_array_equal(est0.gate_vectors_[-1], 0.0)
+
+
+def test_all_patterns_low_rank():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    y = np.sin(2 * X[:, 0]) + X[:, 1] ** 2
+    est = ConvexReLURegressor(n_patterns="all", alpha=1e-2, max_iter=3000).fit(X, y)
+    assert est.gate_vectors_.shape[1] > 40  # all chambers of 40 planes in R³
+    with pytest.raises(ValueError, match="rank"):
+        ConvexReLURegressor(n_patterns="all").fit(rng.normal(size=(20, 4)), rng.normal(size=20))
+
+
+BAD = [
+    ({"alpha": 0.0}, "alpha"),
+    ({"alpha": -1.0}, "alpha"),
+    ({"n_patterns": 0}, "n_patterns"),
+    ({"kind": "sigmoid"}, "kind"),
+    ({"loss": "l1"}, "loss"),
+    ({"solver": "newton"}, "solver"),
+    ({"dtype": "float16"}, "dtype"),
+]
+
+
+@pytest.mark.parametrize("params,word", BAD)
+def test_bad_parameters_are_named(params, word, breast_cancer):
+    X, y = breast_cancer
+    with pytest.raises((ValueError, TypeError), match=word):
+        ConvexReLUClassifier(**params).fit(X[:50], y[:50])
+
+
+def test_bad_device(breast_cancer):
+    X, y = breast_cancer
+    with pytest.raises(ValueError, match="device"):
+        ConvexReLUClassifier(device="tpu", n_patterns=3).fit(X[:50], y[:50])
+
+
+def test_bad_data_errors(breast_cancer):
+    X, y = breast_cancer
+    est = ConvexReLUClassifier(n_patterns=3, max_iter=20)
+    Xn = X[:50].copy()
+    Xn[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        est.fit(Xn, y[:50])
+    Xi = X[:50].copy()
+    Xi[0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity|inf"):
+        est.fit(Xi, y[:50])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        est.fit(X[:50], y[:40])
+    with pytest.raises(ValueError, match="2D array|2-D|Expected 2D"):
+        est.fit(X[:50, 0], y[:50])
+    with pytest.raises(ValueError, match="0 sample"):
+        est.fit(X[:0], y[:0])
+    with pytest.raises(ValueError, match="class"):
+        est.fit(X[:50], np.ones(50))
+    with pytest.raises(ValueError, match="could not convert|numeric|dtype"):
+        est.fit(np.array([["a", "b"], ["c", "d"], ["e", "f"]]), [0, 1, 0])
+    fitted = ConvexReLUClassifier(n_patterns=3, max_iter=20).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="features"):
+        fitted.predict(X[:5, :10])
+    with pytest.raises(ValueError, match="gate_vectors"):
+        ConvexReLUClassifier(gate_vectors=np.ones((5, 3))).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="loss='squared'"):
+        ConvexReLURegressor(loss="hinge").fit(X[:50], y[:50])
