@@ -15,7 +15,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 from _common import emit, machine_info
 from sklearn.datasets import load_breast_cancer, load_diabetes

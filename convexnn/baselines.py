@@ -521,3 +521,212 @@ def adam_grid(
                 results.append(res)
     best = min(results, key=lambda r: r.objective)
     return AdamGridResult(results=results, best=best)
+
+
+# ----------------------------------------------------------------------------------------------
+# Adam with PGD adversarial training (Madry et al.)
+# ----------------------------------------------------------------------------------------------
+
+
+def _pgd_perturb(
+    forward,
+    Xb: torch.Tensor,
+    Yb: torch.Tensor,
+    loss: str,
+    eps: float,
+    norm: str,
+    steps: int,
+    step_size: float,
+    box: tuple[float, float] | None,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """Inner maximisation of PGD training: ascend Σ ℓ(f(x + δ), y) over ‖δ‖ ≤ eps (and the box).
+
+    Random start in the ball; ℓ∞ steps along sign(∇), ℓ2 steps along ∇/‖∇‖; projection onto the ball
+    and then the box (exact for ℓ∞; for ℓ2 the result stays feasible)."""
+    if eps <= 0 or steps <= 0:
+        return Xb
+    if norm == "inf":
+        delta = (2 * torch.rand(Xb.shape, generator=gen, dtype=Xb.dtype) - 1).to(Xb.device) * eps
+    else:
+        g = torch.randn(Xb.shape, generator=gen, dtype=Xb.dtype).to(Xb.device)
+        g = g / torch.clamp(torch.linalg.vector_norm(g, dim=1, keepdim=True), min=1e-300)
+        r = torch.rand((Xb.shape[0], 1), generator=gen, dtype=Xb.dtype).to(Xb.device)
+        delta = g * r * eps
+
+    def project(d: torch.Tensor) -> torch.Tensor:
+        if norm == "inf":
+            d = torch.clamp(d, -eps, eps)
+        else:
+            nrm = torch.linalg.vector_norm(d, dim=1, keepdim=True)
+            d = d * torch.clamp(eps / torch.clamp(nrm, min=1e-300), max=1.0)
+        if box is not None:
+            d = torch.clamp(Xb + d, box[0], box[1]) - Xb
+        return d
+
+    delta = project(delta)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        lval = _loss_torch(loss, forward(Xb + delta), Yb).sum()
+        (g,) = torch.autograd.grad(lval, delta)
+        with torch.no_grad():
+            if norm == "inf":
+                step = g.sign()
+            else:
+                step = g / torch.clamp(torch.linalg.vector_norm(g, dim=1, keepdim=True), min=1e-300)
+            delta = project(delta + step_size * step)
+    return (Xb + delta).detach()
+
+
+def train_adam_pgd(
+    X: np.ndarray,
+    y: np.ndarray,
+    width: int,
+    alpha: float,
+    loss: str = "logistic",
+    *,
+    eps: float,
+    norm: str = "inf",
+    box: tuple[float, float] | None = None,
+    pgd_steps: int = 10,
+    pgd_step_size: float | None = None,
+    ramp: float = 0.3,
+    lr: float = 1e-3,
+    epochs: int = 60,
+    batch_size: int | None = 50,
+    seed: int = 0,
+    max_time: float | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = torch.float64,
+    n_outputs: int | None = None,
+    n_threads: int | None = None,
+    init: TwoLayerReLU | None = None,
+) -> AdamResult:
+    """PGD adversarial training (Madry et al. 2018) of f(x) = relu(x W1ᵀ + b1) w2 with Adam:
+
+        min_{W1, b1, w2}  (1/n) Σ_k max_{‖δ_k‖ ≤ ε, x_k + δ_k ∈ box} Σ_c ℓ(f(x_k + δ_k)_c, Y_kc)
+                          + (alpha/2)(‖W1‖² + ‖b1‖² + ‖w2‖²)
+
+    with the inner maximum approximated by ``pgd_steps`` steps of projected gradient ascent from a random
+    start in the ball (step ``pgd_step_size``, default 2.5·ε/steps). The radius is ramped linearly from 0
+    to ``eps`` over the first ``ramp`` fraction of the epochs (a common stabiliser), then held.
+
+    Parameters
+    ----------
+    X, y, width, alpha, loss : as :func:`train_adam` (targets per :func:`encode_targets`).
+    eps : attack radius ε ≥ 0 (ε = 0 is plain training).
+    norm : "inf" or "2" (2 is also accepted as an int).
+    box : optional (lo, hi) scalars the perturbed inputs are clipped to (e.g. (0, 1) for pixels).
+    pgd_steps, pgd_step_size : the inner attack.
+    ramp : fraction of the epochs over which ε grows from 0 (0 < ramp ≤ 1; 0 disables the ramp).
+    lr, epochs, batch_size, seed, max_time, device, dtype, n_outputs, n_threads, init : as
+        :func:`train_adam` (the batch size defaults to 50 here; the seed also seeds the PGD starts).
+
+    Returns
+    -------
+    AdamResult whose ``objective`` is the *clean* objective (:func:`nonconvex_objective`) of the final
+    network; ``history`` holds (epoch, seconds, mean adversarial training loss of the epoch's batches);
+    ``extra`` records eps, norm, box, pgd_steps, pgd_step_size and ramp.
+    """
+    loss = _check_loss(loss)
+    alpha = _check_alpha(alpha)
+    X = _check_X(X)
+    Y, K = encode_targets(y, loss, n_outputs)
+    n, d = X.shape
+    if Y.shape[0] != n:
+        raise ValueError(f"X has {n} rows but y has {Y.shape[0]}")
+    if not _is_pos_int(width):
+        raise ValueError(f"width must be a positive integer, got {width!r}")
+    width = int(width)
+    eps = float(eps)
+    if not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    norm_s = str(norm).lower().replace("l", "")
+    if norm_s not in ("inf", "2"):
+        raise ValueError(f"norm must be 'inf' or 2, got {norm!r}")
+    if not (isinstance(epochs, int | np.integer) and epochs >= 0):
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if batch_size is not None and not _is_pos_int(batch_size):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if not (isinstance(pgd_steps, int | np.integer) and pgd_steps >= 0):
+        raise ValueError(f"pgd_steps must be a non-negative integer, got {pgd_steps!r}")
+    if not (0.0 <= ramp <= 1.0):
+        raise ValueError(f"ramp must lie in [0, 1], got {ramp!r}")
+    if box is not None:
+        box = (float(box[0]), float(box[1]))
+        if not box[0] < box[1]:
+            raise ValueError(f"box must be (lo, hi) with lo < hi, got {box!r}")
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype)
+    bs = n if batch_size is None or batch_size >= n else int(batch_size)
+
+    with num_threads(n_threads):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            lin1 = torch.nn.Linear(d, width)
+            lin2 = torch.nn.Linear(width, K, bias=False)
+        lin1 = lin1.to(device=dev, dtype=dt)
+        lin2 = lin2.to(device=dev, dtype=dt)
+        if init is not None:
+            if (init.n_features, init.width, init.n_outputs) != (d, width, K):
+                raise ValueError(
+                    f"init has (d, m, K) = {(init.n_features, init.width, init.n_outputs)}, "
+                    f"expected {(d, width, K)}"
+                )
+            with torch.no_grad():
+                lin1.weight.copy_(torch.as_tensor(init.W1))
+                lin1.bias.copy_(torch.as_tensor(init.b1))
+                lin2.weight.copy_(torch.as_tensor(init.w2.reshape(width, K).T))
+        params = [lin1.weight, lin1.bias, lin2.weight]
+        Xt = torch.as_tensor(X, dtype=dt, device=dev)
+        Yt = torch.as_tensor(Y.reshape(n, K), dtype=dt, device=dev)
+        opt = torch.optim.Adam(params, lr=lr)
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+
+        def forward(Xb: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.linear(torch.relu(lin1(Xb)), lin2.weight)
+
+        history: list[tuple[int, float, float]] = []
+        train_time = 0.0
+        stopped = "epochs"
+        epoch = steps = 0
+        while epoch < epochs and stopped == "epochs":
+            epoch += 1
+            t0 = time.perf_counter()
+            e = eps if ramp == 0 else eps * min(1.0, epoch / max(1.0, ramp * epochs))
+            ss = 2.5 * e / max(pgd_steps, 1) if pgd_step_size is None else float(pgd_step_size)
+            perm = torch.randperm(n, generator=gen).to(dev)
+            total = 0.0
+            for idx in torch.split(perm, bs):
+                Xb, Yb = Xt[idx], Yt[idx]
+                Xa = _pgd_perturb(forward, Xb, Yb, loss, e, norm_s, int(pgd_steps), ss, box, gen)
+                opt.zero_grad(set_to_none=True)
+                data = _loss_torch(loss, forward(Xa), Yb).sum() / Xb.shape[0]
+                obj = data + 0.5 * alpha * _penalty_torch(params)
+                if not torch.isfinite(obj):
+                    stopped = "diverged"
+                    break
+                obj.backward()
+                opt.step()
+                steps += 1
+                total += float(data.detach()) * Xb.shape[0]
+                if max_time is not None and train_time + time.perf_counter() - t0 >= max_time:
+                    stopped = "max_time"
+                    break
+            _sync(dev)
+            train_time += time.perf_counter() - t0
+            history.append((epoch, train_time, total / n))
+
+    final = _to_network(lin1, lin2, K)
+    obj = nonconvex_objective(final, X, Y, alpha, loss)
+    return AdamResult(
+        network=final, objective=obj, best_objective=obj, best_network=final, history=history,
+        time=train_time, eval_time=0.0, epochs=epoch, steps=steps, stopped=stopped, lr=float(lr),
+        seed=int(seed), batch_size=None if bs == n else bs, loss=loss, alpha=alpha, width=width,
+        n_outputs=K,
+        extra={"eps": eps, "norm": norm_s, "box": box, "pgd_steps": int(pgd_steps),
+               "pgd_step_size": pgd_step_size, "ramp": float(ramp)},
+    )
+
+
+__all__ += ["train_adam_pgd"]

@@ -29,7 +29,8 @@ def _progress(desc: str, total: int, enabled: bool):
             def set_postfix_str(self, s: str) -> None: ...
             def close(self) -> None: ...
         return _Null()
-    return tqdm(total=total, desc=desc, unit="it", file=sys.stderr, leave=False)
+    # disable=None: no bar when stderr is not a terminal (logs, CI)
+    return tqdm(total=total, desc=desc, unit="it", file=sys.stderr, leave=False, disable=None)
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:

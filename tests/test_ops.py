@@ -78,7 +78,7 @@ def test_prox_matches_numerical_minimisation(loss):
     for step in (0.05, 0.7, 3.0):
         got = losses.prox(loss, t(z)[:, None], t(y)[:, None], step).numpy()[:, 0]
         for k in range(30):
-            def f(a, k=k):
+            def f(a, k=k, step=step):
                 return float(losses.per_sample(loss, t([[a]]), t([[y[k]]]))) + (a - z[k]) ** 2 / (2 * step)
             ref = minimize_scalar(f, bounds=(z[k] - 10, z[k] + 10), method="bounded",
                                   options={"xatol": 1e-12}).x

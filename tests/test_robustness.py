@@ -32,15 +32,6 @@ CONFIGS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tensors here are tiny: a single torch thread avoids oversubscribing small CI machines."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def random_net(d: int, m: int, k: int, seed: int) -> TwoLayerReLU:
     rng = np.random.default_rng(seed)
     W1 = rng.normal(size=(m, d)) / np.sqrt(d)

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from convexnn.network import TwoLayerReLU
 from convexnn.robustness import LipschitzBound, lipschitz
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tensors here are tiny: a single torch thread avoids oversubscribing small CI machines."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def random_net(d: int, m: int, k: int, seed: int) -> TwoLayerReLU:

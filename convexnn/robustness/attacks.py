@@ -36,6 +36,8 @@ from convexnn.robustness._checks import (
     margins,
     output_matrix,
     parse_norm,
+    small_work_threads,
+    to_torch,
 )
 
 __all__ = ["pgd_attack"]
@@ -83,16 +85,16 @@ def _pgd(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best perturbation (n, d) and its margin (n,) (float64 forward pass); inputs already validated."""
     n, d = X.shape
-    W1 = torch.as_tensor(net.W1, dtype=_F64)
-    b1 = torch.as_tensor(net.b1, dtype=_F64)
-    W2 = torch.as_tensor(output_matrix(net), dtype=_F64)
+    W1 = to_torch(net.W1)
+    b1 = to_torch(net.b1)
+    W2 = to_torch(output_matrix(net))
     binary = W2.shape[1] == 1
     yt = torch.as_tensor(y, dtype=_F64 if binary else torch.int64)
-    x0 = torch.as_tensor(X, dtype=_F64)
-    e = torch.as_tensor(eps, dtype=_F64)
+    x0 = to_torch(X)
+    e = to_torch(eps)
     if box is not None:
-        lo_box = torch.as_tensor(box[0], dtype=_F64)
-        hi_box = torch.as_tensor(box[1], dtype=_F64)
+        lo_box = to_torch(box[0])
+        hi_box = to_torch(box[1])
     # ℓ∞ ball ∩ box is the box [L, H].
     L = x0 - e[:, None]
     H = x0 + e[:, None]
@@ -228,6 +230,23 @@ def run_pgd(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`pgd_attack` on validated inputs, in blocks of points to bound the memory."""
     gen = _generator(random_state)
+    n, d = X.shape
+    with small_work_threads(max(1, restarts) * n * max(d, net.width)):
+        return _pgd_blocks(net, X, y, eps, norm, steps, restarts, step_size, box, gen)
+
+
+def _pgd_blocks(
+    net: TwoLayerReLU,
+    X: np.ndarray,
+    y: np.ndarray,
+    eps: np.ndarray,
+    norm: str,
+    steps: int,
+    restarts: int,
+    step_size: float | np.ndarray | None,
+    box: tuple[np.ndarray, np.ndarray] | None,
+    gen: torch.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     n, d = X.shape
     block = max(1, _BLOCK_ELEMENTS // (max(1, restarts) * d))
     outs, ms = [], []

@@ -66,7 +66,9 @@ from convexnn.robustness._checks import (
     get_network,
     parse_method,
     parse_norm,
+    small_work_threads,
     spec_weights,
+    to_torch,
 )
 
 __all__ = ["margin_bounds", "preactivation_bounds"]
@@ -79,8 +81,7 @@ _BLOCK_ELEMENTS = 1 << 19
 _DUAL_ITERS = 60
 
 
-def _t(a: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=_F64)
+_t = to_torch
 
 
 def _blocks(n: int, per_point: int) -> list[slice]:
@@ -164,6 +165,13 @@ def _preact(
     net: TwoLayerReLU, X: np.ndarray, eps: np.ndarray, norm: str, box: tuple[np.ndarray, np.ndarray] | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pre-activation bounds l, u (n, m) over the set (see the module docstring), block by block."""
+    with small_work_threads(X.shape[0] * max(net.n_features, net.width)):
+        return _preact_blocks(net, X, eps, norm, box)
+
+
+def _preact_blocks(
+    net: TwoLayerReLU, X: np.ndarray, eps: np.ndarray, norm: str, box: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray]:
     W1, b1 = _t(net.W1), _t(net.b1)
     W1abs, W1norm = W1.abs(), torch.linalg.vector_norm(W1, dim=1)
     n = X.shape[0]
@@ -203,10 +211,11 @@ def preactivation_bounds(
 
 def ibp_lower(p: Problem) -> np.ndarray:
     """Interval bound per point and specification, (n, S)."""
-    C = _t(p.C)
-    hl = torch.relu(_t(p.l))[:, None, :]
-    hu = torch.relu(_t(p.u))[:, None, :]
-    return (C.clamp(min=0) * hl + C.clamp(max=0) * hu).sum(-1).numpy()
+    with small_work_threads(p.C.size):
+        C = _t(p.C)
+        hl = torch.relu(_t(p.l))[:, None, :]
+        hu = torch.relu(_t(p.u))[:, None, :]
+        return (C.clamp(min=0) * hl + C.clamp(max=0) * hu).sum(-1).numpy()
 
 
 def _min_linear_l2_box(
@@ -253,6 +262,12 @@ def crown_lower(p: Problem, slopes: tuple[str, ...] = SLOPES) -> np.ndarray:
         ℓ2:       α·z(x₀) − ε‖a‖₂ + k
         ℓ2 ∩ box: :func:`_min_linear_l2_box`(a) + α·b1 + k.
     """
+    n, S, m = p.C.shape
+    with small_work_threads(n * len(slopes) * S * max(p.net.n_features, m)):
+        return _crown_blocks(p, slopes)
+
+
+def _crown_blocks(p: Problem, slopes: tuple[str, ...]) -> np.ndarray:
     net = p.net
     W1, b1 = _t(net.W1), _t(net.b1)
     n, S, m = p.C.shape

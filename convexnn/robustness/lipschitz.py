@@ -33,7 +33,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from convexnn.robustness._checks import check_box, check_eps, check_X, get_network, output_matrix, parse_norm
+from convexnn.network import TwoLayerReLU
+from convexnn.robustness._checks import (
+    check_box,
+    check_eps,
+    check_X,
+    get_network,
+    output_matrix,
+    parse_norm,
+    small_work_threads,
+    to_torch,
+)
 from convexnn.robustness.bounds import _preact
 
 __all__ = ["LipschitzBound", "lipschitz"]
@@ -88,6 +98,50 @@ def _vertex_bound(W1: torch.Tensor, W2: torch.Tensor, norm: str, block: int = 40
     return best
 
 
+def _bounds(
+    net: TwoLayerReLU,
+    normp: str,
+    Xa: np.ndarray | None,
+    ea: np.ndarray | None,
+    boxa: tuple[np.ndarray, np.ndarray] | None,
+    use_vertex: bool,
+) -> tuple:
+    """The tensors behind :func:`lipschitz` on validated inputs (global fields (K,), local (n, K))."""
+    W1 = to_torch(net.W1)
+    W2 = to_torch(output_matrix(net))  # (m, K)
+    d = W1.shape[1]
+    row_q = _dual_norm(W1, normp)  # (m,)
+    sum_bound = W2.abs().T @ row_q  # (K,)
+    spec = torch.linalg.matrix_norm(W1, ord=2)
+    product = spec * torch.linalg.vector_norm(W2, dim=0)
+    if normp == "inf":
+        product = product * np.sqrt(d)
+    bound = torch.minimum(sum_bound, product)
+    vertex = None
+    if use_vertex:
+        vertex = _vertex_bound(W1, W2, normp)
+        bound = torch.minimum(bound, vertex)
+
+    local = n_active = n_unstable = None
+    if Xa is not None:
+        lo, up = _preact(net, Xa, ea, normp, boxa)
+        lo_t, up_t = torch.from_numpy(lo), torch.from_numpy(up)
+        active = (lo_t >= 0).to(_F64)  # (n, m)
+        unstable = ((lo_t < 0) & (up_t > 0)).to(_F64)
+        n_pts, K = Xa.shape[0], W2.shape[1]
+        local_t = torch.empty((n_pts, K), dtype=_F64)
+        block = max(1, (1 << 22) // (K * d))
+        for start in range(0, n_pts, block):
+            sl = slice(start, min(n_pts, start + block))
+            fixed = torch.einsum("nm,mk,md->nkd", active[sl], W2, W1)  # (b, K, d)
+            switch = unstable[sl] @ (W2.abs() * row_q[:, None])  # (b, K)
+            local_t[sl] = torch.minimum(_dual_norm(fixed, normp) + switch, bound[None, :])
+        local = local_t.numpy()
+        n_active = active.sum(1).numpy().astype(np.int64)
+        n_unstable = unstable.sum(1).numpy().astype(np.int64)
+    return bound, sum_bound, product, vertex, local, n_active, n_unstable
+
+
 def lipschitz(
     model: object,
     norm: object = "inf",
@@ -115,41 +169,19 @@ def lipschitz(
         raise ValueError("box only applies to local bounds (give X and eps)")
     if isinstance(vertex_max_neurons, bool) or not isinstance(vertex_max_neurons, int) or vertex_max_neurons < 0:
         raise ValueError("vertex_max_neurons must be a non-negative integer")
-    W1 = torch.as_tensor(net.W1, dtype=_F64)
-    W2 = torch.as_tensor(output_matrix(net), dtype=_F64)  # (m, K)
-    d = W1.shape[1]
-    row_q = _dual_norm(W1, normp)  # (m,)
-    sum_bound = W2.abs().T @ row_q  # (K,)
-    spec = torch.linalg.matrix_norm(W1, ord=2)
-    product = spec * torch.linalg.vector_norm(W2, dim=0)
-    if normp == "inf":
-        product = product * np.sqrt(d)
-    bound = torch.minimum(sum_bound, product)
-    vertex = None
-    if net.width <= vertex_max_neurons:
-        vertex = _vertex_bound(W1, W2, normp)
-        bound = torch.minimum(bound, vertex)
-
-    local = n_active = n_unstable = None
+    Xa = ea = boxa = None
     if X is not None:
         Xa = check_X(net, X)
         ea = check_eps(eps, Xa.shape[0])
         boxa = check_box(box, Xa)
-        lo, up = _preact(net, Xa, ea, normp, boxa)
-        lo_t, up_t = torch.as_tensor(lo), torch.as_tensor(up)
-        active = (lo_t >= 0).to(_F64)  # (n, m)
-        unstable = ((lo_t < 0) & (up_t > 0)).to(_F64)
-        n_pts, K = Xa.shape[0], W2.shape[1]
-        local_t = torch.empty((n_pts, K), dtype=_F64)
-        block = max(1, (1 << 22) // (K * d))
-        for start in range(0, n_pts, block):
-            sl = slice(start, min(n_pts, start + block))
-            fixed = torch.einsum("nm,mk,md->nkd", active[sl], W2, W1)  # (b, K, d)
-            switch = unstable[sl] @ (W2.abs() * row_q[:, None])  # (b, K)
-            local_t[sl] = torch.minimum(_dual_norm(fixed, normp) + switch, bound[None, :])
-        local = local_t.numpy()
-        n_active = active.sum(1).numpy().astype(np.int64)
-        n_unstable = unstable.sum(1).numpy().astype(np.int64)
+    use_vertex = net.width <= vertex_max_neurons
+    work = max(
+        net.width * net.n_features,
+        (1 << net.width) * net.width if use_vertex else 0,
+        0 if Xa is None else Xa.shape[0] * net.n_outputs * net.n_features,
+    )
+    with small_work_threads(work):
+        bound, sum_bound, product, vertex, local, n_active, n_unstable = _bounds(net, normp, Xa, ea, boxa, use_vertex)
 
     def out(v: torch.Tensor | np.ndarray | None) -> float | np.ndarray | None:
         if v is None:

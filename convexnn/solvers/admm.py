@@ -192,7 +192,8 @@ def admm(
     cert, Vf, Wf = best
     return SolverResult(
         V=Vf, W=Wf, certificate=cert, n_iter=it, converged=converged, solver="admm",
-        history=history, info={"strategy": strategy, "rho": rho, "cone_scale": sigma, "rho_updates": n_refactor, "cg_iterations": sysm.cg_iters},
+        history=history, info={"strategy": strategy, "rho": rho, "cone_scale": sigma, "rho_updates": n_refactor,
+              "cg_iterations": sysm.cg_iters},
     )
 
 
