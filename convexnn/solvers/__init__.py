@@ -2,8 +2,13 @@
 
 - :func:`admm`   ADMM for (C) and (G), every loss (MATH.md §6)
 - :func:`fista`  accelerated proximal gradient for (G) with a smooth loss (§7)
+- :func:`polish`  active-set Newton polishing of an approximate solution (smooth losses)
 - :func:`cvxpy_solve`  the CVXPY + Clarabel reference (optional dependency)
 - :func:`solve`  picks one by name, or the fastest correct one for ``solver="auto"``
+
+``solver="auto"`` runs the first-order method for a short budget and then polishes its point (an
+active-set Newton method, with an interior-point start when the point is rough) to near machine
+precision; if polishing does not reach ``tol`` the first-order method continues from where it was.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from convexnn.ops import losses
 from convexnn.solvers.admm import admm
 from convexnn.solvers.cvxpy_ref import cvxpy_solve
 from convexnn.solvers.fista import fista
+from convexnn.solvers.polish import polish
 from convexnn.solvers.problem import Certificate, ConvexProblem, SolverResult
 
 SOLVERS = ("auto", "admm", "fista", "cvxpy")
@@ -22,19 +28,65 @@ def pick_solver(kind: str, loss: str) -> str:
     return "fista" if kind == "gated" and loss in losses.SMOOTH else "admm"
 
 
-def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_iter: int = 10000,
-          **options) -> SolverResult:
-    """Solve ``problem`` with the named solver (see :data:`SOLVERS`)."""
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
-    if solver == "auto":
-        solver = pick_solver(problem.kind, problem.loss)
-    if solver == "cvxpy":
-        return cvxpy_solve(problem)
-    if solver == "fista":
+FIRST_ORDER_BUDGET = 300  # iterations before the first polish attempt
+
+
+def _first_order(problem: ConvexProblem, name: str, tol: float, max_iter: int, **options) -> SolverResult:
+    if name == "fista":
         return fista(problem, tol=tol, max_iter=max_iter, **options)
     return admm(problem, tol=tol, max_iter=max_iter, **options)
 
 
+def _polished(problem: ConvexProblem, res: SolverResult, tol: float) -> SolverResult | None:
+    """The polished result when it improves the certificate, else None."""
+    out = polish(problem, res.V, res.W, certificate=res.certificate, return_info=True)
+    if out is None:
+        return None
+    V, W, cert, info = out
+    if not cert.relative_gap < res.certificate.relative_gap:
+        return None
+    rec = {"iteration": res.n_iter, "seconds": (res.history[-1]["seconds"] if res.history else 0.0),
+           "stage": "polish", **cert.as_dict()}
+    return SolverResult(V=V, W=W, certificate=cert, n_iter=res.n_iter, converged=cert.relative_gap <= tol,
+                        solver=f"{res.solver}+polish", history=[*res.history, rec],
+                        info={**res.info, "polish": {k: v for k, v in vars(info).items()
+                                                     if isinstance(v, int | float | str)}})
+
+
+def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_iter: int = 10000,
+          **options) -> SolverResult:
+    """Solve ``problem`` with the named solver (see :data:`SOLVERS`).
+
+    "admm" and "fista" run the plain first-order method; "auto" picks one of them
+    (:func:`pick_solver`) and, for the squared and logistic losses, polishes its point.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
+    if solver == "cvxpy":
+        return cvxpy_solve(problem)
+    if solver != "auto":
+        return _first_order(problem, solver, tol, max_iter, **options)
+    name = pick_solver(problem.kind, problem.loss)
+    if problem.loss not in losses.SMOOTH:
+        return _first_order(problem, name, tol, max_iter, **options)
+    budget = min(max_iter, FIRST_ORDER_BUDGET)
+    res = _first_order(problem, name, tol, budget, **options)
+    if res.converged:
+        return res
+    better = _polished(problem, res, tol)
+    if better is not None and better.converged:
+        return better
+    if max_iter > budget:  # polishing did not finish the job: keep iterating from where we are
+        options["warm_start"] = better or res
+        rest = _first_order(problem, name, tol, max_iter - budget, **options)
+        rest.n_iter += budget
+        rest.history = [*res.history, *rest.history]
+        res = rest if rest.certificate.relative_gap < (better or res).certificate.relative_gap else (better or res)
+        if not res.converged:
+            again = _polished(problem, res, tol)
+            res = again or res
+    return res
+
+
 __all__ = ["SOLVERS", "Certificate", "ConvexProblem", "SolverResult", "admm", "cvxpy_solve", "fista",
-           "pick_solver", "solve"]
+           "pick_solver", "polish", "solve"]

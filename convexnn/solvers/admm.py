@@ -66,6 +66,7 @@ def admm(
     cone_scale: float | None = None,
     relax: float = 1.0,
     adaptive_rho: bool = True,
+    cg_rtol: float = 1e-3,
 ) -> SolverResult:
     """Solve (C) or (G) by ADMM. See the module docstring for the iteration.
 
@@ -79,6 +80,10 @@ def admm(
     warm_start : a previous result on the same patterns; its blocks start v (and u).
     callback : called as ``callback(record)`` with each history record; may raise KeyboardInterrupt.
     max_time : wall-clock limit in seconds.
+    cone_scale : σ in the scaled cone constraint (G/σ)u = s (default ‖X‖₂).
+    relax : over-relaxation factor (1 = none).
+    adaptive_rho : residual balancing of ρ every 5 checks.
+    cg_rtol : initial relative tolerance of the PCG u-solves (strategy "pcg").
     """
     pb = problem
     X, D, Y, alpha, loss = pb.X, pb.D, pb.Y, pb.alpha, pb.loss
@@ -100,7 +105,7 @@ def admm(
     sysm_M = M
     sysm = QSystem(X, D, M, (2.0 if relu else 1.0) * c0, strategy)
     n_refactor = 0
-    cg_rtol = 1e-3  # PCG only: tightened as the certificate's gap falls
+    # cg_rtol (PCG only): relative residual of the first solves, tightened as the certificate's gap falls
 
     st = _State(pb)
     if warm_start is not None:

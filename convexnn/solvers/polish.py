@@ -1,0 +1,1046 @@
+"""Active-set Newton polishing of approximate solutions of (C) and (G) (MATH.md §3, §4, §8).
+
+First-order solvers (ADMM, FISTA) reach a few digits quickly and crawl after that. Like OSQP's
+"solution polishing", :func:`polish` takes such an approximate solution, guesses which blocks are
+non-zero (the *support*) and, for (C), which cone rows each block touches (its *working set*), and
+solves the remaining smooth problem by Newton's method. Each output column k is solved on its own.
+
+Reduced problem. For a support block b with working set A_b (rows r with (G_i v_b)_r = 0, chosen
+linearly independent) the block lives in the null space of X_{A_b}: v_b = N_b z_b with N_b an
+orthonormal basis (for (G), N_b = I). With a = Σ_b s_b D_i X N_b z_b (s_b = +1 for v-blocks, −1 for
+w-blocks) the problem is
+
+    min_z  φ(z) = L(a) + α Σ_b ‖z_b‖₂              (‖z_b‖ = ‖v_b‖ since N_b is orthonormal)
+
+whose Hessian is  AᵀΛA + blockdiag(α (I − ẑ_b ẑ_bᵀ)/‖z_b‖)  with Λ = diag(ℓ''(a_k))/n.
+
+Active-set method ((C) and (G)). A primal feasible active-set method with Newton steps:
+  * a step is a Newton step in the reduced space, bent per block at the first cone row it would cross
+    (each block moves by min(t, T_b) along its direction, T_b from a ratio test); a block stopped at a
+    row adds that row to its working set; backtracking on φ keeps the objective decreasing;
+  * when Newton has converged for the current working sets the multipliers of the working rows are
+    μ_b = argmin ‖G_{A_b}ᵀ μ − (c_b + α v̂_b)‖ (c_b = s_b Xᵀ D_i ∇L); rows with μ < 0 are released;
+  * a zero block enters when it violates its dual constraint: (G) ‖c_b‖ > α; (C) the non-negative least
+    squares residual min_{μ≥0} ‖c_b − G_iᵀ μ‖ > α, entering along the residual direction G_iᵀμ − c_b
+    (the steepest feasible descent direction of the cone) with the rows of μ > 0 as working set;
+  * a block whose norm collapses is set to zero when that does not increase φ.
+It stops when nothing changes: then the KKT conditions hold to rounding.
+
+Interior-point identification ((C) only). When the given point is too inaccurate to guess the working
+sets (the relative gap of its certificate > ``ipm_threshold``, or the active-set method does not
+converge within its budget), a primal-dual interior-point method (Mehrotra predictor-corrector on the
+cone constraints, the group norm smoothed by its barrier) runs to a moderate gap and its slacks and
+multipliers give the working sets. Its Newton systems are solved through one n×n Cholesky factor
+(Woodbury: per-block d×d Schur complements plus the rank-n loss Hessian).
+
+Certificate. At the final point, made exactly cone-feasible (:func:`certificates.make_feasible`, a change
+at rounding level), the primal is ``problem.objective``. The dual candidate is Λ = ∇L(ŷ) with, for (C),
+multipliers μ ≥ 0 for every block (the working-set multipliers of support blocks, clamped at 0, and a
+non-negative least squares fit for every block whose residual would exceed α); the bound itself is
+evaluated by :func:`certificates.dual_value_relu` / :func:`certificates.dual_value_gated` from these
+candidates, so it is a valid lower bound whatever the guess was: a wrong guess only gives a large gap.
+
+Losses: squared and logistic. The hinge loss is piecewise linear and is not handled (``polish`` returns
+None for it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from convexnn.ops import certificates, losses, operators
+from convexnn.solvers.problem import Certificate, ConvexProblem
+
+__all__ = ["PolishInfo", "dual_certificate", "nnls", "polish"]
+
+POLISH_LOSSES = ("squared", "logistic")
+_TRACE = False
+
+
+@dataclass
+class PolishInfo:
+    """Diagnostics of one call of :func:`polish` (summed over output columns)."""
+
+    method: str = ""
+    newton_iterations: int = 0
+    ipm_iterations: int = 0
+    rows_added: int = 0
+    rows_released: int = 0
+    blocks_entered: int = 0
+    blocks_dropped: int = 0
+    converged: bool = True
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def tick(self, key: str, t0: float) -> float:
+        t = time.perf_counter()
+        self.timings[key] = self.timings.get(key, 0.0) + t - t0
+        return t
+
+
+# ----------------------------------------------------------------------------------------------------
+# the losses' first and second derivatives per sample (convention L = (1/n) Σ ℓ)
+
+
+def _loss_hess(loss: str, a: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Diagonal of ∇²L(a) (per sample, already divided by n)."""
+    n = a.shape[0]
+    if loss == "squared":
+        return torch.full_like(a, 1.0 / n)
+    if loss == "logistic":
+        s = torch.sigmoid(-y * a)
+        return s * (1.0 - s) / n
+    raise ValueError(f"polish does not handle the {loss!r} loss")
+
+
+def _loss_value(loss: str, a: torch.Tensor, y: torch.Tensor) -> float:
+    return float(losses.per_sample(loss, a, y).sum()) / a.shape[0]
+
+
+def _loss_grad(loss: str, a: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return losses.grad(loss, a[:, None], y[:, None])[:, 0]
+
+
+# ----------------------------------------------------------------------------------------------------
+# one output column of one problem
+
+
+class _Column:
+    """The data of output column k in block form.
+
+    Blocks b = 0..nb−1: for (C) the v-blocks i = 0..P−1 then the w-blocks (nb = 2P); for (G) nb = P.
+    ``Dm[b]`` is s_b·D_i as a vector (the signed pattern: prediction a = Σ_b Dm_b ⊙ (X x_b)) and
+    ``Sg[b]`` the diagonal of 2D_i − I (cone rows of block b: Sg_b ⊙ (X x_b) ≥ 0).
+    """
+
+    def __init__(self, pb: ConvexProblem, k: int) -> None:
+        X, D = pb.X, pb.D
+        self.pb = pb
+        self.X = X
+        self.n, self.d = X.shape
+        self.P = D.shape[1]
+        self.relu = pb.kind == "relu"
+        self.nb = 2 * self.P if self.relu else self.P
+        pat = torch.arange(self.nb, device=X.device) % self.P
+        self.pat = pat
+        sgn = torch.ones(self.nb, dtype=X.dtype, device=X.device)
+        if self.relu:
+            sgn[self.P:] = -1.0
+        self.Dm = D.T[pat] * sgn[:, None]
+        self.Sg = (2.0 * D - 1.0).T[pat]
+        self.y = pb.Y[:, k]
+        self.alpha = float(pb.alpha)
+        self.loss = pb.loss
+        self.xn = torch.linalg.vector_norm(X, dim=1)
+        self.eps = torch.finfo(X.dtype).eps
+
+    # --- evaluations
+    def pred(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.Dm * (x @ self.X.T)).sum(0)
+
+    def fval(self, x: torch.Tensor) -> float:
+        return _loss_value(self.loss, self.pred(x), self.y) + self.alpha * float(
+            torch.linalg.vector_norm(x, dim=1).sum())
+
+    def block_grad(self, gl: torch.Tensor) -> torch.Tensor:
+        """c_b = s_b Xᵀ D_i ∇L for every block, (nb, d)."""
+        return (self.Dm * gl[None, :]) @ self.X
+
+    def slack(self, x: torch.Tensor) -> torch.Tensor:
+        return self.Sg * (x @ self.X.T)
+
+    def G(self, b: int) -> torch.Tensor:
+        """The cone rows (2D_i − I) X of block b, (n, d)."""
+        return self.Sg[b][:, None] * self.X
+
+    def F(self, b: int) -> torch.Tensor:
+        """s_b D_i X, (n, d)."""
+        return self.Dm[b][:, None] * self.X
+
+    # --- linear algebra of working sets
+    def null_basis(self, rows: torch.Tensor) -> torch.Tensor:
+        """Orthonormal basis (d, d − rank) of the null space of X[rows]."""
+        d = self.d
+        if rows.numel() == 0:
+            return torch.eye(d, dtype=self.X.dtype, device=self.X.device)
+        XA = self.X[rows]
+        _, s, Vh = torch.linalg.svd(XA, full_matrices=True)
+        r = int((s > 1e-10 * max(float(s[0]), 1e-300)).sum()) if s.numel() else 0
+        return Vh[r:].T.contiguous()
+
+    def independent_rows(self, cand: torch.Tensor, tol: float = 1e-8) -> torch.Tensor:
+        """Greedy maximal linearly independent subset of the rows ``cand`` of X, in the given order
+        (at most d − 1 rows: a block needs a non-trivial null space)."""
+        if cand.numel() == 0:
+            return cand
+        R = self.X[cand].cpu().numpy()
+        Q = np.zeros((self.d, 0))
+        keep = []
+        for j in range(R.shape[0]):
+            if len(keep) >= self.d - 1:
+                break
+            r = R[j]
+            nr = np.linalg.norm(r)
+            if nr == 0:
+                continue
+            res = r - Q @ (Q.T @ r)
+            res = res - Q @ (Q.T @ res)  # re-orthogonalise
+            nres = np.linalg.norm(res)
+            if nres > tol * nr:
+                Q = np.hstack([Q, (res / nres)[:, None]])
+                keep.append(j)
+        return cand[torch.as_tensor(keep, dtype=torch.long, device=cand.device)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# non-negative least squares for the cone multipliers
+
+
+def nnls(col: _Column, blocks: list[int], C: torch.Tensor, target: torch.Tensor | None = None,
+         method: str = "auto", max_iter: int = 3000, mu0: torch.Tensor | None = None,
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """min_{μ ≥ 0} ‖c_b − G_bᵀ μ‖₂ for the listed blocks (rows of C, (B, d)); G_b = (2D_i − I) X.
+
+    Returns (μ (B, n), residual norms (B,)). ``method``:
+      "scipy"  Lawson–Hanson (:func:`scipy.optimize.nnls`), exact, one block at a time on the CPU;
+      "pg"     batched accelerated projected gradient (FISTA with adaptive restart) in torch, from ``mu0``
+               (or 0), stopping once every residual is ≤ ``target`` (or after ``max_iter`` iterations);
+      "auto"   scipy when n·d ≤ 5·10⁵; otherwise pg, then scipy for the blocks still above ``target``
+               when n·d ≤ 5·10⁶.
+    """
+    B = len(blocks)
+    n, d = col.n, col.d
+    X = col.X
+    if B == 0:
+        return X.new_zeros((0, n)), X.new_zeros((0,))
+    if method == "auto":
+        if n * d <= 500_000:
+            return nnls(col, blocks, C, target, "scipy", max_iter, mu0)
+        mu, res = nnls(col, blocks, C, target, "pg", max_iter, mu0)
+        if target is not None and n * d <= 5_000_000:
+            left = torch.nonzero(res > target)[:, 0].tolist()
+            if left:
+                m2, r2 = nnls(col, [blocks[i] for i in left], C[left], None, "scipy")
+                better = r2 < res[left]
+                idx = torch.as_tensor(left, device=X.device)[better]
+                mu[idx], res[idx] = m2[better], r2[better]
+        return mu, res
+    if method == "scipy":
+        from scipy.optimize import nnls as _sp_nnls
+
+        Mu = np.zeros((B, n))
+        res = np.zeros(B)
+        Xn = X.detach().cpu().double().numpy()
+        Cn = C.detach().cpu().double().numpy()
+        Sg = col.Sg[blocks].detach().cpu().double().numpy()
+        for j in range(B):
+            try:
+                Mu[j], res[j] = _sp_nnls((Sg[j][:, None] * Xn).T, Cn[j], maxiter=50 * n)
+            except RuntimeError:  # iteration limit
+                Mu[j], res[j] = 0.0, np.inf
+        Mu_t = torch.as_tensor(Mu, dtype=X.dtype, device=X.device)
+        res_t = torch.as_tensor(res, dtype=X.dtype, device=X.device)
+        bad = ~torch.isfinite(res_t)
+        if bool(bad.any()):
+            idx = torch.nonzero(bad)[:, 0].tolist()
+            m2, r2 = nnls(col, [blocks[i] for i in idx], C[idx], target, "pg", max_iter)
+            Mu_t[idx], res_t[idx] = m2, r2
+        return Mu_t, res_t
+    if method != "pg":
+        raise ValueError(f"unknown NNLS method {method!r}: expected 'auto', 'scipy' or 'pg'")
+    # batched FISTA with adaptive restart on ½‖c − Gᵀμ‖²: Gᵀμ = Xᵀ(Sg ⊙ μ), step 1/‖X‖₂²
+    Sg = col.Sg[blocks]  # (B, n)
+    L = float(torch.linalg.matrix_norm(X, ord=2)) ** 2
+    mu = X.new_zeros((B, n)) if mu0 is None else torch.clamp(mu0, min=0.0).clone()
+    yk = mu.clone()
+    tk = X.new_ones((B,))
+    tgt = target if target is not None else X.new_full((B,), -1.0)
+    res = torch.linalg.vector_norm(C - (Sg * mu) @ X, dim=1)
+    best_mu, best_res = mu.clone(), res.clone()
+    for _ in range(max_iter):
+        R = C - (Sg * yk) @ X  # (B, d)
+        mu_new = torch.clamp(yk + (Sg * (R @ X.T)) / L, min=0.0)
+        res_new = torch.linalg.vector_norm(C - (Sg * mu_new) @ X, dim=1)
+        t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * tk * tk))
+        restart = res_new > res
+        yk = torch.where(restart[:, None], mu_new, mu_new + ((tk - 1.0) / t_new)[:, None] * (mu_new - mu))
+        tk = torch.where(restart, torch.ones_like(tk), t_new)
+        mu, res = mu_new, res_new
+        improved = res < best_res
+        best_mu = torch.where(improved[:, None], mu, best_mu)
+        best_res = torch.where(improved, res, best_res)
+        if bool((best_res <= tgt).all()):
+            break
+    return best_mu, best_res
+
+
+# ----------------------------------------------------------------------------------------------------
+# the active-set Newton method
+
+
+def _spd_solve(H: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """−H⁻¹g for a symmetric positive (semi)definite H: Cholesky, with a tiny ridge if needed."""
+    Lc, bad = torch.linalg.cholesky_ex(H)
+    if bool(bad):
+        ridge = 1e-12 * float(H.diagonal().abs().max())
+        Lc, bad = torch.linalg.cholesky_ex(H + ridge * torch.eye(H.shape[0], dtype=H.dtype, device=H.device))
+    if bool(bad):
+        return -torch.linalg.lstsq(H, g[:, None]).solution[:, 0]
+    return -torch.cholesky_solve(g[:, None], Lc)[:, 0]
+
+
+class _ActiveSet:
+    """Primal feasible active-set Newton method on one column (see the module docstring)."""
+
+    def __init__(self, col: _Column, x: torch.Tensor, W: torch.Tensor | None, info: PolishInfo,
+                 nnls_method: str = "auto") -> None:
+        self.col = col
+        self.x = x.clone()
+        nb = col.nb
+        self.sup = torch.linalg.vector_norm(self.x, dim=1) > 0
+        self.W = W if W is not None else torch.zeros((nb, col.n), dtype=torch.bool, device=x.device)
+        self.N: list[torch.Tensor | None] = [None] * nb
+        self.A: list[torch.Tensor | None] = [None] * nb
+        self.info = info
+        self.nnls_method = nnls_method
+        for b in torch.nonzero(self.sup)[:, 0].tolist():
+            self._rebasis(b)
+        self.mu_W: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _rebasis(self, b: int) -> bool:
+        """Recompute block b's null-space basis from its working set and project x_b on it.
+        Returns False (and zeroes the block) if the null space is trivial."""
+        col = self.col
+        rows = torch.nonzero(self.W[b])[:, 0] if col.relu else torch.zeros(0, dtype=torch.long)
+        N = col.null_basis(rows)
+        if N.shape[1] == 0:
+            self._zero(b)
+            return False
+        self.N[b] = N
+        self.A[b] = col.F(b) @ N
+        self.x[b] = N @ (N.T @ self.x[b])
+        if float(torch.linalg.vector_norm(self.x[b])) == 0.0:
+            self._zero(b)
+            return False
+        return True
+
+    def _zero(self, b: int) -> None:
+        self.x[b] = 0.0
+        self.sup[b] = False
+        self.W[b] = False
+        self.N[b] = None
+        self.A[b] = None
+
+    # ---- multipliers of the working rows
+    def working_multipliers(self, c: torch.Tensor) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """μ on the working rows of each support block: least squares for G_Aᵀ μ = c_b + α v̂_b."""
+        col = self.col
+        out = {}
+        for b in torch.nonzero(self.sup)[:, 0].tolist():
+            rows = torch.nonzero(self.W[b])[:, 0]
+            if rows.numel() == 0:
+                continue
+            rhs = c[b] + col.alpha * self.x[b] / torch.linalg.vector_norm(self.x[b])
+            Gt = col.G(b)[rows].T  # (d, |A|)
+            mu = torch.linalg.lstsq(Gt, rhs[:, None]).solution[:, 0]
+            out[b] = (rows, mu)
+        return out
+
+    def run(self, max_newton: int = 100, gtol: float = 1e-13, drop_tol: float = 1e-12,
+            enter_tol: float = 1e-12, max_changes: int | None = None, deadline: float | None = None) -> bool:
+        """Iterate until the KKT conditions hold (returns True) or the budget is spent (False)."""
+        col, info = self.col, self.info
+        alpha, loss, y = col.alpha, col.loss, col.y
+        f = col.fval(self.x)
+        changes = 0
+        stalled = 0
+        self._last_added = 0
+        for _ in range(max_newton):
+            if deadline is not None and time.perf_counter() > deadline:
+                info.notes.append("active-set: time limit")
+                return False
+            if max_changes is not None and changes > max_changes:
+                info.notes.append("active-set: too many working-set changes")
+                return False
+            t0 = time.perf_counter()
+            bl = torch.nonzero(self.sup)[:, 0].tolist()
+            if bl:
+                sizes = [self.N[b].shape[1] for b in bl]
+                Ared = torch.cat([self.A[b] for b in bl], dim=1)
+                z = torch.cat([self.N[b].T @ self.x[b] for b in bl])
+                a = Ared @ z
+                gl = _loss_grad(loss, a, y)
+                h = _loss_hess(loss, a, y)
+                zs = torch.split(z, sizes)
+                bn = torch.stack([torch.linalg.vector_norm(zz) for zz in zs])
+                zh = torch.cat([zz / nn for zz, nn in zip(zs, bn, strict=True)])
+                g = Ared.T @ gl + alpha * zh
+                gmax = max(float(torch.linalg.vector_norm(gg)) for gg in torch.split(g, sizes)) / alpha
+                if gmax > gtol:
+                    H = Ared.T @ (h[:, None] * Ared)
+                    off = 0
+                    for j, s in enumerate(sizes):
+                        u = zh[off:off + s]
+                        blk = H[off:off + s, off:off + s]
+                        blk -= (alpha / bn[j]) * torch.outer(u, u)
+                        blk.diagonal().add_(alpha / bn[j])
+                        off += s
+                    dz = _spd_solve(H, g)
+                    info.newton_iterations += 1
+                    t0 = info.tick("newton system", t0)
+                    if self._step(bl, sizes, g, dz, f):
+                        f_new = col.fval(self.x)
+                        changes += self._last_added
+                        # a step that changes nothing but rounding: count towards the rounding floor
+                        progress = self._last_added > 0 or f_new < f - 4 * col.eps * abs(f)
+                        stalled = 0 if progress else stalled + 1
+                        f = f_new
+                        t0 = info.tick("line search", t0)
+                        if stalled < 2:
+                            continue
+                    else:
+                        # no decrease at all: the reduced problem is solved as far as rounding allows
+                        stalled += 1
+                        t0 = info.tick("line search", t0)
+                        if stalled < 2:
+                            continue
+            # ---- stationary for the current working sets: release rows, enter blocks
+            a = col.pred(self.x)
+            gl = _loss_grad(loss, a, y)
+            c = col.block_grad(gl)
+            released = 0
+            if col.relu:
+                self.mu_W = self.working_multipliers(c)
+                for b, (rows, mu) in self.mu_W.items():
+                    neg = mu * col.xn[rows] < -drop_tol * alpha
+                    if bool(neg.any()):
+                        self.W[b, rows[neg]] = False
+                        released += int(neg.sum())
+                        self._rebasis(b)
+                info.rows_released += released
+                changes += released
+            t0 = info.tick("multipliers", t0)
+            if released:
+                f = col.fval(self.x)
+                stalled = 0
+                continue
+            entered = self._enter(c, f, enter_tol)
+            t0 = info.tick("entering", t0)
+            if entered:
+                changes += entered
+                f = col.fval(self.x)
+                stalled = 0
+                continue
+            return True
+        info.notes.append("active-set: Newton budget spent")
+        return False
+
+    def _step(self, bl: list[int], sizes: list[int], g: torch.Tensor, dz: torch.Tensor, f: float) -> bool:
+        """Bent backtracking line search along the Newton direction; adds the blocking rows.
+        Returns False when no decrease (at rounding level) was found."""
+        col = self.col
+        X = col.X
+        dt = X.dtype
+        self._last_added = 0
+        dx = torch.zeros_like(self.x)
+        gdz = torch.zeros(col.nb, dtype=dt, device=X.device)
+        for b, gg, dzz in zip(bl, torch.split(g, sizes), torch.split(dz, sizes), strict=True):
+            dx[b] = self.N[b] @ dzz
+            gdz[b] = gg @ dzz
+        T = torch.full((col.nb,), math.inf, dtype=dt, device=X.device)
+        blocker = torch.zeros(col.nb, dtype=torch.long, device=X.device)
+        if col.relu:
+            S = col.slack(self.x)
+            R = col.slack(dx)
+            dxn = torch.linalg.vector_norm(dx, dim=1)
+            mask = (~self.W) & (R < -1e-13 * col.xn[None, :] * dxn[:, None])
+            ratio = torch.where(mask, torch.clamp(S, min=0.0) / torch.where(mask, -R, torch.ones_like(R)),
+                                torch.full_like(R, math.inf))
+            T, blocker = ratio.min(dim=1)
+        t = 1.0
+        while t > 1e-12:
+            tb = torch.clamp(T, max=t)
+            xn_ = self.x + tb[:, None] * dx
+            fn = col.fval(xn_)
+            lin = float((tb * gdz).sum())
+            if fn <= f + 1e-4 * min(lin, 0.0) and fn <= f:
+                break
+            t *= 0.5
+        else:
+            return False
+        self.x = xn_
+        for b in bl:
+            if float(T[b]) <= t:
+                self.W[b, int(blocker[b])] = True
+                self.info.rows_added += 1
+                self._last_added += 1
+                self._rebasis(b)
+        self._collapse(bl)
+        return True
+
+    def _collapse(self, bl: list[int]) -> None:
+        """Set to zero the small support blocks whose removal decreases φ.
+
+        Newton's method handles a block that should vanish badly (the norm has no radial curvature), so
+        small blocks with α + c_bᵀv̂_b > 0 (φ decreases when the block shrinks) are tried at zero."""
+        col = self.col
+        nrm = torch.linalg.vector_norm(self.x, dim=1)
+        top = float(nrm.max()) if nrm.numel() else 0.0
+        if top == 0.0:
+            return
+        c = col.block_grad(_loss_grad(col.loss, col.pred(self.x), col.y))
+        radial = col.alpha + (c * self.x).sum(1) / nrm.clamp(min=1e-300)
+        cand = [b for b in bl if bool(self.sup[b]) and float(nrm[b]) <= 0.05 * top and float(radial[b]) > 0]
+        cand.sort(key=lambda b: float(nrm[b]))
+        f = col.fval(self.x)
+        for b in cand:
+            xt = self.x.clone()
+            xt[b] = 0.0
+            ft = col.fval(xt)
+            if ft <= f:
+                self._zero(b)
+                self.info.blocks_dropped += 1
+                f = ft
+
+    def _enter(self, c: torch.Tensor, f: float, enter_tol: float) -> int:
+        """Let the zero blocks that violate their dual constraint enter; returns how many did."""
+        col = self.col
+        alpha = col.alpha
+        zero = torch.nonzero(~self.sup)[:, 0]
+        if zero.numel() == 0:
+            return 0
+        cn = torch.linalg.vector_norm(c[zero], dim=1)
+        cand = zero[cn > alpha * (1.0 + enter_tol)].tolist()
+        if not cand:
+            return 0
+        dirs: dict[int, torch.Tensor] = {}
+        if col.relu:
+            Mu, res = nnls(col, cand, c[cand], target=None, method=self.nnls_method)
+            for j, b in enumerate(cand):
+                if float(res[j]) <= alpha * (1.0 + enter_tol):
+                    continue
+                dvec = (col.Sg[b] * Mu[j]) @ col.X - c[b]
+                rows = torch.nonzero(Mu[j] > 0)[:, 0]
+                rows = col.independent_rows(rows[torch.argsort(Mu[j][rows], descending=True)])
+                dirs[b] = (dvec, rows)
+        else:
+            for b in cand:
+                dirs[b] = (-c[b], torch.zeros(0, dtype=torch.long))
+        if not dirs:
+            return 0
+        # directions, projected on the null space of their working rows (a no-op up to rounding)
+        D = torch.zeros_like(self.x)
+        for b, (dvec, rows) in dirs.items():
+            self.W[b] = False
+            if rows.numel():
+                self.W[b, rows] = True
+            N = col.null_basis(rows)
+            if N.shape[1] == 0:
+                continue
+            dv = N @ (N.T @ dvec)
+            nd = float(torch.linalg.vector_norm(dv))
+            if nd == 0.0:
+                continue
+            D[b] = dv / nd
+        if float(torch.linalg.vector_norm(D)) == 0.0:
+            return 0
+        nrm = torch.linalg.vector_norm(self.x, dim=1)
+        eps = float(nrm.max()) if bool(self.sup.any()) else 1.0
+        xt = None
+        while eps > 1e-14:
+            xt = self.x + eps * D
+            if col.fval(xt) < f:
+                break
+            eps *= 0.25
+            xt = None
+        if xt is None:
+            for b in dirs:
+                self.W[b] = False
+            return 0
+        self.x = xt
+        count = 0
+        for b in dirs:
+            if float(torch.linalg.vector_norm(D[b])) > 0:
+                self.sup[b] = True
+                if self._rebasis(b):
+                    count += 1
+        self.info.blocks_entered += count
+        return count
+
+    def multipliers_dense(self) -> torch.Tensor:
+        """The working-set multipliers as an (nb, n) tensor (clamped at 0; zero off the working sets)."""
+        col = self.col
+        M = col.X.new_zeros((col.nb, col.n))
+        for b, (rows, mu) in self.mu_W.items():
+            M[b, rows] = torch.clamp(mu, min=0.0)
+        return M
+
+
+def _initial_working_sets(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, act_tol: float,
+                          support_tol: float, info: PolishInfo) -> tuple[torch.Tensor, torch.Tensor]:
+    """Guess support and working sets from an approximate point (and optionally multipliers), and move
+    x onto the guessed faces: x_b ← N_b N_bᵀ x_b, adding violated rows (a few rounds) so that the
+    result is cone-feasible; blocks that cannot be made feasible this way start at zero."""
+    nb, n = col.nb, col.n
+    x = x.clone()
+    nrm = torch.linalg.vector_norm(x, dim=1)
+    top = float(nrm.max()) if nrm.numel() else 0.0
+    W = torch.zeros((nb, n), dtype=torch.bool, device=x.device)
+    if top == 0.0:
+        return x, W
+    sup = nrm > support_tol * top
+    x[~sup] = 0.0
+    if not col.relu:
+        return x, W
+    S = col.slack(x)
+    rel = S / (col.xn[None, :] * nrm[:, None]).clamp(min=1e-300)
+    score = act_tol - rel  # > 0: slack below act_tol (relative), violated rows first
+    if mu is not None:
+        score = torch.maximum(score, mu * col.xn[None, :] / col.alpha - rel)
+    for b in torch.nonzero(sup)[:, 0].tolist():
+        cand = torch.nonzero(score[b] > 0)[:, 0]
+        cand = cand[torch.argsort(score[b][cand], descending=True)][: 4 * col.d]
+        ok = False
+        xb = x[b]
+        for _ in range(4):
+            rows = col.independent_rows(cand)
+            N = col.null_basis(rows)
+            if N.shape[1] == 0:
+                break
+            xb = N @ (N.T @ x[b])
+            sb = col.Sg[b] * (col.X @ xb)
+            tol = 1e-12 * col.xn * float(torch.linalg.vector_norm(xb))
+            mask = torch.ones(n, dtype=torch.bool, device=x.device)
+            mask[rows] = False
+            viol = torch.nonzero(mask & (sb < -tol))[:, 0]
+            if viol.numel() == 0:
+                ok = float(torch.linalg.vector_norm(xb)) > 0
+                break
+            viol = viol[torch.argsort(sb[viol])]
+            cand = torch.cat([rows, viol])
+        if ok:
+            x[b] = xb
+            W[b, rows] = True
+        else:
+            x[b] = 0.0
+            info.blocks_dropped += 1
+    return x, W
+
+
+def _lift_to_cone(col: _Column, x: torch.Tensor, rounds: int = 3) -> torch.Tensor:
+    """Make every block strictly cone-feasible in floating point with a change at rounding level.
+
+    The active-set solution has zero slack on its working rows up to rounding (±1e-16 relative), and
+    :func:`certificates.make_feasible` would repair a tiny violation by a step along the gate, whose
+    slack can be small on the same rows (a large step). Instead, the rows with slack below
+    2·eps·‖x_r‖‖v_b‖ are moved to that target by the least-norm correction G_Vᵀδ.
+    """
+    if not col.relu:
+        return x
+    x = x.clone()
+    nrm = torch.linalg.vector_norm(x, dim=1)
+    for b in torch.nonzero(nrm > 0)[:, 0].tolist():
+        for _ in range(rounds):
+            sb = col.Sg[b] * (col.X @ x[b])
+            tgt = 2.0 * col.eps * col.xn * float(torch.linalg.vector_norm(x[b]))
+            low = torch.nonzero(sb < tgt)[:, 0]
+            if low.numel() == 0:
+                break
+            Gv = col.G(b)[low]
+            delta = torch.linalg.lstsq(Gv, (tgt[low] - sb[low])[:, None]).solution[:, 0]
+            x[b] = x[b] + delta
+    return x
+
+
+# ----------------------------------------------------------------------------------------------------
+# the interior-point method that identifies the working sets of (C)
+
+
+class _IPMSystem:
+    """The interior-point Newton matrix  FᵀΛF + blockdiag(S_b)  of one iteration, factored.
+
+    S_b = ∇²h(x_b) + G_bᵀ diag(μ_b/s_b) G_b (d×d per block); F = [F_v, −F_v] with F_v = [D_1 X … D_P X]
+    for (C). Two equivalent factorizations, whichever is smaller:
+      "n"   (n ≤ P·d) Woodbury: F S⁻¹ Fᵀ = Σ_i D_i X M_i Xᵀ D_i with M_i = S_v,i⁻¹ + S_w,i⁻¹ (the signs of
+            v and w cancel) and one n×n Cholesky factor of  I + Λ^½ F S⁻¹ Fᵀ Λ^½;
+      "pd"  (P·d < n) the prediction depends on q = x_v − x_w only: (M⁻¹ + F_vᵀΛF_v) q = M⁻¹(S_v⁻¹r_v −
+            S_w⁻¹r_w), then x_v = S_v⁻¹(r_v − F_vᵀΛF_v q), x_w = S_w⁻¹(r_w + F_vᵀΛF_v q): one (P·d)² factor.
+    (For (G) the same with M = S⁻¹ and no w-blocks.)
+    """
+
+    def __init__(self, col: _Column, S: torch.Tensor, lam: torch.Tensor, DX: torch.Tensor) -> None:
+        self.col = col
+        n, d, P = col.n, col.d, col.P
+        self.ok = False
+        eye = torch.eye(d, dtype=S.dtype, device=S.device)
+        Lb, bad = torch.linalg.cholesky_ex(S)
+        if bool(bad.any()):
+            S = S + (1e-12 * S.diagonal(dim1=1, dim2=2).abs().amax(1))[:, None, None] * eye
+            Lb, bad = torch.linalg.cholesky_ex(S)
+            if bool(bad.any()):
+                return
+        Sinv = torch.cholesky_inverse(Lb)
+        M = Sinv[:P] + Sinv[P:] if col.relu else Sinv
+        LM, bad = torch.linalg.cholesky_ex(M)
+        if bool(bad.any()):
+            return
+        self.S, self.Lb, self.lam = S, Lb, lam
+        self.mode = "n" if n <= P * d else "pd"
+        if self.mode == "n":
+            Z = (DX @ LM).permute(1, 0, 2).reshape(n, P * d)
+            sl = lam.sqrt()
+            K = sl[:, None] * (Z @ Z.T) * sl[None, :]
+            K.diagonal().add_(1.0)
+            self.sl = sl
+        else:
+            Fv = DX.permute(1, 0, 2).reshape(n, P * d)
+            K = Fv.T @ (lam[:, None] * Fv)
+            Minv = torch.cholesky_inverse(LM)  # (P, d, d)
+            K = K + torch.block_diag(*Minv)
+            self.Fv, self.LM = Fv, LM
+        LK, bad = torch.linalg.cholesky_ex(K)
+        if bool(bad):
+            return
+        self.LK = LK
+        self.ok = True
+
+    def apply(self, v: torch.Tensor) -> torch.Tensor:
+        """(FᵀΛF + blockdiag S) v for v (nb, d)."""
+        col = self.col
+        Sv = (self.S @ v[:, :, None])[:, :, 0]
+        return Sv + col.block_grad(self.lam * col.pred(v))
+
+    def solve(self, r: torch.Tensor, refine: int = 1) -> torch.Tensor:
+        """(FᵀΛF + blockdiag S)⁻¹ r, with ``refine`` steps of iterative refinement."""
+        x = self._solve(r)
+        for _ in range(refine):
+            x = x + self._solve(r - self.apply(x))
+        return x
+
+    def _solve(self, r: torch.Tensor) -> torch.Tensor:
+        col, X, P, d = self.col, self.col.X, self.col.P, self.col.d
+        Sr = torch.cholesky_solve(r[:, :, None], self.Lb)[:, :, 0]
+        if self.mode == "n":
+            FSr = (col.Dm * (Sr @ X.T)).sum(0)
+            wv = self.sl * torch.cholesky_solve((self.sl * FSr)[:, None], self.LK)[:, 0]
+            return Sr - torch.cholesky_solve(((col.Dm * wv[None, :]) @ X)[:, :, None], self.Lb)[:, :, 0]
+        u = Sr[:P] - Sr[P:] if col.relu else Sr
+        rhs = torch.cholesky_solve(u[:, :, None], self.LM)[:, :, 0]  # M⁻¹ u
+        q = torch.cholesky_solve(rhs.reshape(P * d, 1), self.LK)[:, 0]
+        Aq = (self.Fv.T @ (self.lam * (self.Fv @ q))).reshape(P, d)
+        AqAll = torch.cat([Aq, -Aq]) if col.relu else Aq
+        return Sr - torch.cholesky_solve(AqAll[:, :, None], self.Lb)[:, :, 0]
+
+
+def _max_step(v: torch.Tensor, dv: torch.Tensor) -> float:
+    """Largest step in [0, 1] with v + step·dv ≥ 0."""
+    neg = dv < 0
+    if not bool(neg.any()):
+        return 1.0
+    return min(1.0, float((-v[neg] / dv[neg]).min()))
+
+
+def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 80,
+         deadline: float | None = None, beta: float = 0.3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Primal-dual interior point (Mehrotra predictor-corrector) for (C) on one column.
+
+    Variables x (nb, d), slacks s ≈ G x (nb, n) and multipliers μ ≥ 0 (nb, n), infeasible start. The group
+    norm is replaced by its barrier smoothing h(x) = min_t α t − m̄ log(t² − ‖x‖²), m̄ the current mean
+    complementarity: h(x) = α t(x) − …, ∇h = α x/t, t = (1 + √(1 + (α‖x‖/m̄)²)) m̄/α. Start: the gates
+    (strictly inside their cones) scaled by ``beta``·√d/mean‖x_r‖, Mehrotra's least-squares multipliers
+    shifted into the positive orthant. Stops at relative certificate gap ≤ ``gap_tol``, after three
+    iterations without a better certificate, or after ``max_iter``. Returns (x, μ, s) of the best one.
+    """
+    X = col.X
+    n, d, nb, P = col.n, col.d, col.nb, col.P
+    alpha, loss, y = col.alpha, col.loss, col.y
+    dt, dev = X.dtype, X.device
+    pb = col.pb
+    m = nb * n
+    eye = torch.eye(d, dtype=dt, device=dev)
+    DX = pb.D.T[:, :, None] * X[None]  # (P, n, d): D_i X
+    # --- starting point
+    Hg = pb.H[:, col.pat].T  # (nb, d): the gate of every block, inside its cone
+    x = Hg / torch.linalg.vector_norm(Hg, dim=1, keepdim=True).clamp(min=1e-300)
+    scale = float(col.xn.mean())
+    x = x * (beta * math.sqrt(d) / max(scale, 1e-300))
+    s = torch.clamp(col.slack(x), min=1e-8 * beta * math.sqrt(d))
+    r0 = col.block_grad(_loss_grad(loss, col.pred(x), y)) + alpha * x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    mu = col.Sg * (torch.linalg.solve(X.T @ X, r0.T).T @ X.T)  # least-norm μ with G_bᵀμ_b = r_b
+    mu = mu + max(-1.5 * float(mu.min()), 0.0)
+    sm = float((s * mu).sum())
+    s = s + 0.5 * sm / max(float(mu.sum()), 1e-300)
+    mu = mu + 0.5 * sm / max(float(s.sum()), 1e-300)
+    best = (math.inf, x, mu, s)
+    since_best = 0
+    t0 = time.perf_counter()
+    for _ in range(max_iter):
+        if deadline is not None and time.perf_counter() > deadline:
+            info.notes.append("ipm: time limit")
+            break
+        info.ipm_iterations += 1
+        XT = x @ X.T
+        rp = col.Sg * XT - s
+        mbar = float((mu * s).sum()) / m
+        a_s = alpha / max(mbar, 1e-300)
+        a = (col.Dm * XT).sum(0)
+        c = col.block_grad(_loss_grad(loss, a, y))
+        r2 = (x * x).sum(1)
+        w = torch.sqrt(1.0 + a_s * a_s * r2)
+        tb = (1.0 + w) / a_s
+        xh = x / torch.sqrt(r2).clamp(min=1e-300)[:, None]
+        Hh = (alpha / tb)[:, None, None] * (eye - ((w - 1.0) / w)[:, None, None] * xh[:, :, None] * xh[:, None, :])
+        S = Hh + (X.T[None] * (mu / s)[:, None, :]) @ X  # ∇²h + Gᵀ diag(μ/s) G per block
+        system = _IPMSystem(col, S, _loss_hess(loss, a, y), DX)
+        if not system.ok:
+            info.notes.append("ipm: Newton system not positive definite")
+            break
+        t0 = info.tick("ipm factor", t0)
+        rd = c + alpha * x / tb[:, None] - (col.Sg * mu) @ X  # dual residual
+        steps = []
+        for F2 in (s * mu, None):  # predictor (affine), then corrector
+            if F2 is None:
+                dxa, dsa, dmua = steps[0]
+                ap, ad = _max_step(s, dsa), _max_step(mu, dmua)
+                maff = float(((s + ap * dsa) * (mu + ad * dmua)).sum()) / m
+                sigma = min(1.0, (maff / max(mbar, 1e-300)) ** 3)
+                F2 = s * mu + dsa * dmua - sigma * mbar
+            # H dx − Gᵀdμ = −rd,  G dx − ds = −rp,  μ ds + s dμ = −F2
+            dx = system.solve(-rd - (col.Sg * ((F2 + mu * rp) / s)) @ X)
+            ds = col.Sg * (dx @ X.T) + rp
+            dmu = (-F2 - mu * ds) / s
+            steps.append((dx, ds, dmu))
+        dx, ds, dmu = steps[1]
+        st = 0.99 * min(_max_step(s, ds), _max_step(mu, dmu))
+        x, s, mu = x + st * dx, s + st * ds, mu + st * dmu
+        t0 = info.tick("ipm solve", t0)
+        # certificate of the current point (valid whatever the iterate)
+        V = certificates.make_feasible(X, pb.D, pb.H, x[:P, :, None])
+        Wt = certificates.make_feasible(X, pb.D, pb.H, x[P:, :, None])
+        pred = operators.forward(X, pb.D, V - Wt)
+        prim = float(losses.value(loss, pred, y[:, None]).sum()) + alpha * float(
+            operators.group_norms(V).sum() + operators.group_norms(Wt).sum())
+        lam = losses.grad(loss, pred, y[:, None])
+        dual = float(certificates.dual_value_relu(X, pb.D, y[:, None], lam, mu[:P].T[:, :, None],
+                                                  mu[P:].T[:, :, None], alpha, loss).sum())
+        gap = (prim - dual) / max(abs(prim), 1e-300)
+        t0 = info.tick("ipm certificate", t0)
+        if _TRACE:
+            print(f"ipm {info.ipm_iterations}: gap={gap:.3g} mbar={mbar:.3g} step={st:.3g} rd={float(rd.norm()):.3g}")
+        if gap < best[0]:
+            best = (gap, x, mu, s)
+            since_best = 0
+        else:
+            since_best += 1
+        # stagnation: late (rounding limits the Newton systems) or for good
+        if gap <= gap_tol or (since_best >= 3 and best[0] < 1e-3) or since_best >= 15 or st < 1e-10:
+            break
+    return best[1], best[2], best[3]
+
+
+# ----------------------------------------------------------------------------------------------------
+# certificates
+
+
+def dual_certificate(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | None = None,
+                     Mu_v: torch.Tensor | None = None, Mu_w: torch.Tensor | None = None,
+                     nnls_method: str = "auto") -> tuple[Certificate, torch.Tensor]:
+    """A certificate for a cone-feasible point (V, W) (or U for kind="gated").
+
+    primal = ``problem.objective``; dual = the bound of :mod:`convexnn.ops.certificates` at Λ = ∇L(ŷ)
+    and, for (C), multipliers μ ≥ 0 per block: the candidates ``Mu_v``, ``Mu_w`` ((n, P, K), clamped at 0),
+    replaced by a non-negative least-squares fit wherever a block's residual exceeds α. Valid for any
+    input: the multipliers only decide how tight the bound is. Returns (certificate, dual per column).
+    """
+    pb = problem
+    X, D, Y, alpha, loss = pb.X, pb.D, pb.Y, float(pb.alpha), pb.loss
+    if pb.kind == "gated":
+        pred = operators.forward(X, D, V)
+        primal = pb.objective(V)
+        lam = losses.grad(loss, pred, Y)
+        dual = certificates.dual_value_gated(X, D, Y, lam, alpha, loss)
+        return Certificate(primal=float(primal.sum()), dual=float(dual.sum())), dual
+    assert W is not None
+    pred = operators.forward(X, D, V - W)
+    primal = pb.objective(V, W)
+    lam = losses.project_dual(loss, losses.grad(loss, pred, Y), Y)
+    n, P, K = pb.n, pb.P, pb.K
+    Mv = X.new_zeros((n, P, K)) if Mu_v is None else torch.clamp(Mu_v, min=0.0).clone()
+    Mw = X.new_zeros((n, P, K)) if Mu_w is None else torch.clamp(Mu_w, min=0.0).clone()
+    Aadj = operators.adjoint(X, D, lam)  # (P, d, K)
+    for k in range(K):
+        col = _Column(pb, k)
+        c = torch.cat([Aadj[:, :, k], -Aadj[:, :, k]])  # (2P, d)
+        Mk = torch.cat([Mv[:, :, k].T, Mw[:, :, k].T])  # (2P, n)
+        res = torch.linalg.vector_norm(c - (col.Sg * Mk) @ X, dim=1)
+        need = torch.nonzero(res > alpha)[:, 0].tolist()
+        if need:
+            Mn, rn = nnls(col, need, c[need], target=X.new_full((len(need),), alpha), method=nnls_method,
+                          mu0=Mk[need])
+            for j, b in enumerate(need):
+                if float(rn[j]) < float(res[b]):
+                    Mk[b] = Mn[j]
+        Mv[:, :, k] = Mk[:P].T
+        Mw[:, :, k] = Mk[P:].T
+    dual = certificates.dual_value_relu(X, D, Y, lam, Mv, Mw, alpha, loss)
+    return Certificate(primal=float(primal.sum()), dual=float(dual.sum())), dual
+
+
+# ----------------------------------------------------------------------------------------------------
+# the entry point
+
+
+def polish(
+    problem: ConvexProblem,
+    V: torch.Tensor,
+    W: torch.Tensor | None = None,
+    Nv: torch.Tensor | None = None,
+    Nw: torch.Tensor | None = None,
+    *,
+    certificate: Certificate | None = None,
+    method: str = "auto",
+    tol: float = 1e-13,
+    max_newton: int = 100,
+    ipm_threshold: float = 1e-2,
+    ipm_gap: float = 1e-5,
+    ipm_max_iter: int = 80,
+    act_tol: float = 1e-6,
+    support_tol: float = 1e-6,
+    nnls_method: str = "auto",
+    max_time: float | None = None,
+    return_info: bool = False,
+):
+    """Polish an approximate solution of (C) (V, W) or (G) (V = U, W = None) to near machine precision.
+
+    Parameters
+    ----------
+    problem : the program.
+    V, W : approximate blocks (P, d, K) (W None for kind="gated"); need not be cone-feasible.
+    Nv, Nw : optional cone multipliers of an ADMM run, (n, P, K), whose NEGATIVES approximate μ ≥ 0
+        (ADMM's scaled duals ν; pass ``-mu`` if you have μ itself); they help guess the working sets.
+    certificate : the certificate of the input, if known. The polished result is returned only if its
+        relative gap is smaller; it also decides (``method="auto"``) whether the input is accurate enough
+        to guess working sets from (relative gap ≤ ``ipm_threshold``) or the interior-point
+        identification runs first.
+    method : "auto", "active-set" (never run the interior-point method) or "ipm" (always run it first).
+    tol : Newton stops when every block's reduced gradient ‖g_b‖ ≤ tol·α (or at the rounding floor).
+    max_newton : Newton iterations per column and per start.
+    ipm_gap, ipm_max_iter : the interior-point method's target relative gap and iteration limit.
+    act_tol : a cone row is guessed active when its slack ≤ act_tol·‖x_r‖‖v_b‖.
+    support_tol : a block is guessed non-zero when its norm > support_tol·(largest block norm).
+    nnls_method : "auto", "scipy" or "pg" (see :func:`nnls`).
+    max_time : wall-clock budget in seconds (the result so far is certified when it runs out).
+    return_info : also return a :class:`PolishInfo`.
+
+    Returns
+    -------
+    (V, W, certificate) — W None for kind="gated" — with V, W exactly cone-feasible and the certificate
+    valid (dual ≤ optimum ≤ primal); or None when the loss is not handled (hinge) or the polished
+    certificate is not better than ``certificate``. With ``return_info`` a 4-tuple / (None, info).
+    """
+    t_start = time.perf_counter()
+    info = PolishInfo()
+    pb = problem
+    deadline = None if max_time is None else t_start + max_time
+
+    def done(result):
+        info.seconds = time.perf_counter() - t_start
+        if return_info:
+            return (*result, info) if result is not None else (None, info)
+        return result
+
+    if pb.loss not in POLISH_LOSSES:
+        info.notes.append(f"the {pb.loss!r} loss is not handled")
+        info.converged = False
+        return done(None)
+    if method not in ("auto", "active-set", "ipm"):
+        raise ValueError(f"unknown method {method!r}: expected 'auto', 'active-set' or 'ipm'")
+    relu = pb.kind == "relu"
+    if relu and W is None:
+        raise ValueError("kind='relu' needs both V and W")
+    out_dtype = pb.X.dtype
+    if out_dtype != torch.float64:
+        # Newton and the interior-point method need double precision: work on a float64 copy
+        pb = ConvexProblem(X=pb.X.double(), Y=pb.Y.double(), D=pb.D.double(), H=pb.H.double(),
+                           alpha=pb.alpha, loss=pb.loss, kind=pb.kind)
+        V = V.double()
+        W = W.double() if W is not None else None
+        Nv = Nv.double() if Nv is not None else None
+        Nw = Nw.double() if Nw is not None else None
+    P, K = pb.P, pb.K
+    Vo = pb.zeros()
+    Wo = pb.zeros() if relu else None
+    Mu_v = pb.X.new_zeros((pb.n, P, K)) if relu else None
+    Mu_w = pb.X.new_zeros((pb.n, P, K)) if relu else None
+
+    use_ipm_first = relu and (method == "ipm" or (
+        method == "auto" and certificate is not None and certificate.relative_gap > ipm_threshold))
+    info.method = "ipm+active-set" if use_ipm_first else "active-set"
+    for k in range(K):
+        col = _Column(pb, k)
+        x0 = torch.cat([V[:, :, k], W[:, :, k]]) if relu else V[:, :, k].clone()
+        mu0 = None
+        if relu and Nv is not None and Nw is not None:
+            mu0 = torch.clamp(-torch.cat([Nv[:, :, k].T, Nw[:, :, k].T]), min=0.0)
+        ok = False
+        solver = None
+        if not use_ipm_first:
+            t0 = time.perf_counter()
+            x, Wk = _initial_working_sets(col, x0, mu0, act_tol, support_tol, info)
+            t0 = info.tick("initial guess", t0)
+            solver = _ActiveSet(col, x, Wk, info, nnls_method)
+            ok = solver.run(max_newton=max_newton, gtol=tol, deadline=deadline,
+                            max_changes=None if not relu else 4 * col.nb + 50)
+        if relu and not ok and method != "active-set":
+            if not use_ipm_first:
+                info.method = "active-set, then ipm+active-set"
+            xi, mui, _ = _ipm(col, info, gap_tol=ipm_gap, max_iter=ipm_max_iter, deadline=deadline)
+            t0 = time.perf_counter()
+            x, Wk = _initial_working_sets(col, xi, mui, act_tol, support_tol, info)
+            t0 = info.tick("initial guess", t0)
+            solver2 = _ActiveSet(col, x, Wk, info, nnls_method)
+            ok = solver2.run(max_newton=max_newton, gtol=tol, deadline=deadline)
+            if solver is None or ok or col.fval(solver2.x) < col.fval(solver.x):
+                solver = solver2
+        info.converged = info.converged and ok
+        x = _lift_to_cone(col, solver.x)
+        if relu:
+            Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
+            Mk = solver.multipliers_dense()
+            Mu_v[:, :, k], Mu_w[:, :, k] = Mk[:P].T, Mk[P:].T
+        else:
+            Vo[:, :, k] = x
+    t0 = time.perf_counter()
+    if out_dtype != torch.float64:
+        # back to the caller's precision, feasible there; certified in float64 at exactly that point
+        Vo = Vo.to(out_dtype)
+        Wo = Wo.to(out_dtype) if Wo is not None else None
+        if relu:
+            for k in range(K):
+                col = _Column(problem, k)
+                x = _lift_to_cone(col, torch.cat([Vo[:, :, k], Wo[:, :, k]]))
+                Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
+            Vo = certificates.make_feasible(problem.X, problem.D, problem.H, Vo)
+            Wo = certificates.make_feasible(problem.X, problem.D, problem.H, Wo)
+        cert, _ = dual_certificate(pb, Vo.double(), Wo.double() if Wo is not None else None,
+                                   Mu_v, Mu_w, nnls_method=nnls_method)
+        info.tick("certificate", t0)
+        if certificate is not None and not cert.relative_gap < certificate.relative_gap:
+            info.notes.append("no improvement over the given certificate")
+            return done(None)
+        return done((Vo, Wo, cert))
+    if relu:
+        Vo = certificates.make_feasible(pb.X, pb.D, pb.H, Vo)
+        Wo = certificates.make_feasible(pb.X, pb.D, pb.H, Wo)
+    cert, _ = dual_certificate(pb, Vo, Wo, Mu_v, Mu_w, nnls_method=nnls_method)
+    info.tick("certificate", t0)
+    if certificate is not None and not cert.relative_gap < certificate.relative_gap:
+        info.notes.append("no improvement over the given certificate")
+        return done(None)
+    return done((Vo, Wo, cert))

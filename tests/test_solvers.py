@@ -1,0 +1,157 @@
+"""The fast solvers against CVXPY + a conic solver (independent reference).
+
+Default run: subsets of breast cancer (±1 labels) and diabetes (standardised), alpha = 1e-3, given
+Gaussian gates, every program and smooth loss: objective within 1e-4 (relative) of the conic optimum,
+the certificate's dual never above it, the recovered network's objective equal to the convex one.
+``-m slow``: the same on issue 2's full problems (569 and 442 rows, 40 gates).
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from convexnn.baselines import nonconvex_objective
+from convexnn.estimators import ConvexReLUClassifier, ConvexReLURegressor
+from convexnn.ops.patterns import add_intercept, patterns_from_gates, sample_gates
+from convexnn.solvers import ConvexProblem, cvxpy_solve, solve
+
+pytest.importorskip("cvxpy")
+
+ALPHA = 1e-3
+_REFERENCE: dict = {}
+
+
+def _problem(X, y, kind, loss, gates):
+    Xa = add_intercept(X)
+    G = sample_gates(Xa.shape[1], gates, 0)
+    D, H = patterns_from_gates(Xa, G)
+
+    def t(a):
+        return torch.as_tensor(a, dtype=torch.float64)
+
+    return ConvexProblem(t(Xa), t(y[:, None]), t(D), t(H), ALPHA, loss, kind), G
+
+
+def _reference(key, pb):
+    """Clarabel's optimum; SCS at high accuracy when Clarabel reports an inaccurate solution."""
+    if key not in _REFERENCE:
+        ref = cvxpy_solve(pb)
+        if ref.info["status"] != "optimal":
+            ref = cvxpy_solve(pb, solver="SCS", eps=1e-9, max_iters=200000)
+        _REFERENCE[key] = ref.info["optimal_value"]
+    return _REFERENCE[key]
+
+
+def _check(pb, key, tol_rel=1e-4):
+    res = solve(pb, solver="auto", tol=1e-6, max_iter=20000)
+    opt = _reference(key, pb)
+    cert = res.certificate
+    assert res.converged, cert
+    assert cert.gap >= 0
+    # a valid lower bound never exceeds the optimum (allow the reference's own tolerance)
+    assert cert.dual <= opt * (1 + 1e-7)
+    assert abs(cert.primal - opt) <= tol_rel * abs(opt)
+    # the objective reported is the program's objective at the returned, exactly feasible point
+    assert float(pb.objective(res.V, res.W).sum()) == pytest.approx(cert.primal, rel=1e-12)
+    if res.W is not None:
+        for B in (res.V, res.W):
+            assert float(((2 * pb.D - 1)[:, :, None] * (pb.X @ B.permute(1, 0, 2).reshape(pb.d, -1))
+                          .reshape(pb.n, pb.P, pb.K)).min()) >= -1e-12
+    return res, opt
+
+
+SMOOTH = [(kind, loss) for kind in ("relu", "gated") for loss in ("squared", "logistic")]
+
+
+@pytest.mark.parametrize("kind,loss", SMOOTH)
+def test_breast_cancer_subset_matches_cvxpy(breast_cancer, kind, loss):
+    X, y = breast_cancer
+    pb, _ = _problem(X[:200], y[:200], kind, loss, gates=15)
+    _check(pb, ("bc200", kind, loss))
+
+
+@pytest.mark.parametrize("kind", ["relu", "gated"])
+def test_diabetes_subset_matches_cvxpy(diabetes, kind):
+    X, y = diabetes
+    pb, _ = _problem(X[:200], y[:200], kind, "squared", gates=15)
+    _check(pb, ("db200", kind, "squared"))
+
+
+def test_multiclass_columns_are_independent_programs(breast_cancer):
+    X, y = breast_cancer
+    X = X[:150]
+    Y = np.stack([y[:150], -y[:150], np.sign(X[:, 0] + 0.1)], axis=1)
+    Xa = add_intercept(X)
+    D, H = patterns_from_gates(Xa, sample_gates(Xa.shape[1], 10, 0))
+
+    def t(a):
+        return torch.as_tensor(a, dtype=torch.float64)
+
+    pb = ConvexProblem(t(Xa), t(Y), t(D), t(H), ALPHA, "logistic", "relu")
+    res = solve(pb, tol=1e-7, max_iter=20000)
+    total = 0.0
+    for k in range(3):
+        pk = ConvexProblem(t(Xa), t(Y[:, k:k + 1]), t(D), t(H), ALPHA, "logistic", "relu")
+        total += solve(pk, tol=1e-7, max_iter=20000).certificate.primal
+    assert res.certificate.primal == pytest.approx(total, rel=1e-6)
+
+
+@pytest.mark.parametrize("strategy", ["cholesky", "woodbury", "pcg"])
+def test_admm_linear_system_strategies_give_the_same_iterates(diabetes, strategy):
+    X, y = diabetes
+    pb, _ = _problem(X[:120], y[:120], "relu", "squared", gates=8)
+    ref = solve(pb, solver="admm", tol=1e-12, max_iter=200, strategy="cholesky", check_every=200)
+    res = solve(pb, solver="admm", tol=1e-12, max_iter=200, strategy=strategy, check_every=200, cg_rtol=1e-13)
+    assert res.info["strategy"] == strategy
+    assert res.certificate.primal == pytest.approx(ref.certificate.primal, rel=1e-6)
+
+
+def test_float32_and_warm_start_agree(diabetes):
+    X, y = diabetes
+    pb, _ = _problem(X, y, "gated", "squared", gates=20)
+    a = solve(pb, tol=1e-8, max_iter=20000)
+    warm = solve(pb, solver="fista", tol=1e-8, max_iter=20000, warm_start=a)
+    assert warm.n_iter <= 10
+    assert warm.certificate.primal == pytest.approx(a.certificate.primal, rel=1e-7)
+    pb32 = ConvexProblem(pb.X.float(), pb.Y.float(), pb.D.float(), pb.H.float(), ALPHA, "squared", "gated")
+    b = solve(pb32, solver="fista", tol=1e-4, max_iter=20000)
+    assert b.certificate.primal == pytest.approx(a.certificate.primal, rel=1e-3)
+
+
+def test_hinge_certificate_is_valid(breast_cancer):
+    """The hinge loss has no polish step: ADMM alone. Whatever accuracy it reaches, its certificate
+    must bracket the optimum."""
+    X, y = breast_cancer
+    for kind in ("relu", "gated"):
+        pb, _ = _problem(X[:150], y[:150], kind, "hinge", gates=8)
+        res = solve(pb, tol=1e-6, max_iter=1500)
+        opt = _reference(("bc150", kind, "hinge"), pb)
+        assert res.certificate.dual <= opt * (1 + 1e-7)
+        assert res.certificate.primal >= opt * (1 - 1e-7)
+
+
+def test_cvxpy_solver_through_the_estimator(diabetes):
+    X, y = diabetes
+    est = ConvexReLURegressor(solver="cvxpy", n_patterns=5).fit(X[:80], y[:80])
+    assert est.solver_ == "cvxpy"
+    assert np.isfinite(est.objective_)
+
+
+# --- issue 2's full problems (slow: CVXPY takes 10–40 s each) -------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,loss", SMOOTH)
+def test_issue_breast_cancer_matches_cvxpy(breast_cancer, kind, loss):
+    X, y = breast_cancer
+    pb, G = _problem(X, y, kind, loss, gates=40)
+    res, opt = _check(pb, ("bc", kind, loss))
+    if kind == "relu":
+        est = ConvexReLUClassifier(alpha=ALPHA, loss=loss, gate_vectors=G).fit(X, y)
+        assert nonconvex_objective(est.network_, X, y, ALPHA, loss) == pytest.approx(opt, rel=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["relu", "gated"])
+def test_issue_diabetes_matches_cvxpy(diabetes, kind):
+    X, y = diabetes
+    pb, _ = _problem(X, y, kind, "squared", gates=40)
+    _check(pb, ("db", kind, "squared"))
