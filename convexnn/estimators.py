@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -214,10 +215,7 @@ class _ConvexReLUBase(BaseEstimator):
 
     def _fit_validate(self, X: Any, y: Any, **kw) -> tuple[np.ndarray, np.ndarray]:
         self._validate_params()
-        X, y = validate_data(self, _to_numpy(X), _to_numpy(y), dtype=np.float64, **kw)
-        if X.shape[0] < 2:
-            raise ValueError(f"need at least 2 samples to fit, got {X.shape[0]}")
-        return X, y
+        return validate_data(self, _to_numpy(X), _to_numpy(y), dtype=np.float64, ensure_min_samples=2, **kw)
 
     # --- model files -------------------------------------------------------------------------------
     def save(self, path: str) -> None:
@@ -301,6 +299,12 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
         out = self._raw_predict(X)
         return out[:, 0] if self._y_ndim == 1 else out
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # y (n, K): K programs sharing the gates
+        tags.target_tags.single_output = True
+        return tags
+
 
 class ConvexReLUClassifier(ClassifierMixin, _ConvexReLUBase):
     """Two-layer ReLU classification trained to the global optimum of its convex reformulation.
@@ -337,24 +341,21 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexReLUBase):
             return self.classes_[(scores > 0).astype(int)]
         return self.classes_[np.argmax(scores, axis=1)]
 
-    def _check_proba(self) -> bool:
+    def _has_proba(self) -> bool:
         if self.loss != "logistic":
             raise AttributeError("predict_proba is available for loss='logistic' only")
         return True
 
-    @property
-    def predict_proba(self):
-        self._check_proba()
-        return self._predict_proba
-
-    def _predict_proba(self, X: Any) -> np.ndarray:
+    @available_if(_has_proba)
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Binary: [1 − σ(f), σ(f)]; K > 2: one-vs-rest sigmoids normalised to sum to one."""
         scores = self.decision_function(X)
-        if scores.ndim == 1:
-            p = 1.0 / (1.0 + np.exp(-scores))
-            return np.column_stack([1.0 - p, p])
         p = 1.0 / (1.0 + np.exp(-scores))
+        if scores.ndim == 1:
+            return np.column_stack([1.0 - p, p])
         return p / p.sum(axis=1, keepdims=True)
 
+    @available_if(_has_proba)
     def predict_log_proba(self, X: Any) -> np.ndarray:
         return np.log(self.predict_proba(X))
 

@@ -19,8 +19,9 @@ from convexnn.solvers.polish import dual_certificate, polish
 from convexnn.solvers.problem import Certificate, ConvexProblem
 
 ALPHA = 1e-3
-# CVXPY + Clarabel optimum of (C), squared loss, breast cancer, gates sample_gates(31, 40, 0)
+# CVXPY + Clarabel optima of (C), squared loss, gates sample_gates(d, 40, 0) (see test_references_slow)
 BC_RELU_SQUARED_OPT = 0.04673389773683115
+DIABETES_RELU_SQUARED_OPT = 0.2087249727967589
 
 
 def _problem(data, kind, loss):
@@ -77,7 +78,16 @@ def test_relu_squared_diabetes(diabetes):
     pb = _problem(diabetes, "relu", "squared")
     res = admm(pb, tol=1e-6, max_iter=300)
     V, W, cert = polish(pb, res.V, res.W, certificate=res.certificate)
-    _check(pb, V, W, cert, _cvxpy_optimum(pb))
+    _check(pb, V, W, cert, DIABETES_RELU_SQUARED_OPT)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,opt", [("breast_cancer", BC_RELU_SQUARED_OPT),
+                                      ("diabetes", DIABETES_RELU_SQUARED_OPT)])
+def test_references_slow(request, name, opt):
+    """The hard-coded optima are CVXPY + Clarabel's (about 10 s each)."""
+    pb = _problem(request.getfixturevalue(name), "relu", "squared")
+    assert _cvxpy_optimum(pb) == pytest.approx(opt, rel=1e-9)
 
 
 @pytest.mark.parametrize("name,loss", [("breast_cancer", "squared"), ("diabetes", "squared"),

@@ -40,7 +40,7 @@ def _first_order(problem: ConvexProblem, name: str, tol: float, max_iter: int, *
 def _polished(problem: ConvexProblem, res: SolverResult, tol: float) -> SolverResult | None:
     """The polished result when it improves the certificate, else None."""
     out = polish(problem, res.V, res.W, certificate=res.certificate, return_info=True)
-    if out is None:
+    if out[0] is None:  # (None, info): no improvement, or an unsupported loss
         return None
     V, W, cert, info = out
     if not cert.relative_gap < res.certificate.relative_gap:

@@ -5,43 +5,49 @@ First-order solvers (ADMM, FISTA) reach a few digits quickly and crawl after tha
 non-zero (the *support*) and, for (C), which cone rows each block touches (its *working set*), and
 solves the remaining smooth problem by Newton's method. Each output column k is solved on its own.
 
-Reduced problem. For a support block b with working set A_b (rows r with (G_i v_b)_r = 0, chosen
-linearly independent) the block lives in the null space of X_{A_b}: v_b = N_b z_b with N_b an
-orthonormal basis (for (G), N_b = I). With a = Σ_b s_b D_i X N_b z_b (s_b = +1 for v-blocks, −1 for
-w-blocks) the problem is
+Reduced problem. For a support block b with working set A_b (rows r with (G_i v_b)_r = 0, kept linearly
+independent) the block lives in the null space of X_{A_b}: v_b = N_b z_b with N_b an orthonormal basis
+(SVD; for (G), N_b = I). With a = Σ_b s_b D_i X N_b z_b (s_b = +1 for v-blocks, −1 for w-blocks):
 
     min_z  φ(z) = L(a) + α Σ_b ‖z_b‖₂              (‖z_b‖ = ‖v_b‖ since N_b is orthonormal)
 
-whose Hessian is  AᵀΛA + blockdiag(α (I − ẑ_b ẑ_bᵀ)/‖z_b‖)  with Λ = diag(ℓ''(a_k))/n.
+with Hessian  AᵀΛA + blockdiag(α (I − ẑ_b ẑ_bᵀ)/‖z_b‖),  Λ = diag(ℓ''(a_k))/n, factored densely or, when
+Σ dim N_b is large compared with n, by Woodbury through an (n + #blocks) saddle-point system.
 
-Active-set method ((C) and (G)). A primal feasible active-set method with Newton steps:
-  * a step is a Newton step in the reduced space, bent per block at the first cone row it would cross
-    (each block moves by min(t, T_b) along its direction, T_b from a ratio test); a block stopped at a
-    row adds that row to its working set; backtracking on φ keeps the objective decreasing;
-  * when Newton has converged for the current working sets the multipliers of the working rows are
-    μ_b = argmin ‖G_{A_b}ᵀ μ − (c_b + α v̂_b)‖ (c_b = s_b Xᵀ D_i ∇L); rows with μ < 0 are released;
-  * a zero block enters when it violates its dual constraint: (G) ‖c_b‖ > α; (C) the non-negative least
-    squares residual min_{μ≥0} ‖c_b − G_iᵀ μ‖ > α, entering along the residual direction G_iᵀμ − c_b
-    (the steepest feasible descent direction of the cone) with the rows of μ > 0 as working set;
-  * a block whose norm collapses is set to zero when that does not increase φ.
-It stops when nothing changes: then the KKT conditions hold to rounding.
+Active-set method ((C) and (G)): a primal feasible active-set method with Newton steps.
+  * A step is a Newton step in the reduced space, bent per block at the first cone row it would cross
+    (block b moves by min(t, T_b) along its direction, T_b from a ratio test); a block stopped by a row
+    adds it to its working set; backtracking on φ keeps φ decreasing.
+  * Small blocks whose removal decreases φ are set to zero (Newton handles vanishing blocks badly: the
+    norm has no radial curvature).
+  * When Newton has converged for the current working sets (reduced gradient ≤ ``tol``·α, or the rounding
+    floor) the multipliers of the working rows, μ_b = argmin ‖G_{A_b}ᵀ μ − (c_b + α v̂_b)‖ with
+    c_b = s_b Xᵀ D_i ∇L, are computed and rows with μ < 0 released.
+  * A zero block enters when it violates its dual constraint: (G) ‖c_b‖ > α; (C) the non-negative least
+    squares residual min_{μ≥0} ‖c_b − G_iᵀ μ‖ > α; it enters along G_iᵀμ − c_b (the steepest feasible
+    descent direction within its cone) with the rows of μ > 0 as working set.
+  * It stops when nothing changes: the KKT conditions then hold to rounding.
 
-Interior-point identification ((C) only). When the given point is too inaccurate to guess the working
-sets (the relative gap of its certificate > ``ipm_threshold``, or the active-set method does not
-converge within its budget), a primal-dual interior-point method (Mehrotra predictor-corrector on the
-cone constraints, the group norm smoothed by its barrier) runs to a moderate gap and its slacks and
-multipliers give the working sets. Its Newton systems are solved through one n×n Cholesky factor
-(Woodbury: per-block d×d Schur complements plus the rank-n loss Hessian).
+Interior-point identification ((C) only). When the given point is too inaccurate to guess working sets
+from (relative gap of its certificate > ``ipm_threshold``, or the active-set method needs too many
+changes), a primal-dual interior-point method (Mehrotra predictor-corrector on the cone constraints, the
+group norm smoothed by its barrier, infeasible start from the gates) runs to a relative gap ≈ 1e-5; its
+slacks and multipliers give the working sets (row r active when μ_r‖x_r‖/α > s_r/(‖x_r‖‖v_b‖)) and the
+active-set method finishes. Its Newton systems are solved through one n×n or one (P·d)×(P·d) Cholesky
+factor, whichever is smaller (see :class:`_IPMSystem`).
 
-Certificate. At the final point, made exactly cone-feasible (:func:`certificates.make_feasible`, a change
-at rounding level), the primal is ``problem.objective``. The dual candidate is Λ = ∇L(ŷ) with, for (C),
-multipliers μ ≥ 0 for every block (the working-set multipliers of support blocks, clamped at 0, and a
-non-negative least squares fit for every block whose residual would exceed α); the bound itself is
-evaluated by :func:`certificates.dual_value_relu` / :func:`certificates.dual_value_gated` from these
-candidates, so it is a valid lower bound whatever the guess was: a wrong guess only gives a large gap.
+Certificate. The final blocks are lifted onto their cones by a least-norm correction at rounding level
+(2·eps relative slack on the working rows; :func:`certificates.make_feasible` is then a no-op — applied to
+a point on the boundary it can take a large step along the gate); the primal is ``problem.objective``.
+The dual candidate is Λ = ∇L(ŷ) and, for (C), multipliers μ ≥ 0 for every block of all P patterns: the
+working-set multipliers of support blocks (clamped at 0) and, for every block whose residual would exceed
+α, a non-negative least squares fit (``scipy.optimize.nnls``; batched accelerated projected gradient in
+torch for large n·d). The bound itself is :func:`certificates.dual_value_relu` /
+:func:`certificates.dual_value_gated` of these candidates, so it is a valid lower bound whatever the
+guess was: a wrong guess only gives a large gap.
 
-Losses: squared and logistic. The hinge loss is piecewise linear and is not handled (``polish`` returns
-None for it).
+Losses: squared and logistic. The hinge loss (piecewise linear) is not handled: ``polish`` returns None.
+Computations run in float64 (a float32 problem is polished in a float64 copy and returned in float32).
 """
 
 from __future__ import annotations
@@ -56,10 +62,9 @@ import torch
 from convexnn.ops import certificates, losses, operators
 from convexnn.solvers.problem import Certificate, ConvexProblem
 
-__all__ = ["PolishInfo", "dual_certificate", "nnls", "polish"]
+__all__ = ["PolishInfo", "dual_certificate", "polish"]
 
 POLISH_LOSSES = ("squared", "logistic")
-_TRACE = False
 
 
 @dataclass
@@ -202,7 +207,7 @@ class _Column:
 # non-negative least squares for the cone multipliers
 
 
-def nnls(col: _Column, blocks: list[int], C: torch.Tensor, target: torch.Tensor | None = None,
+def _nnls(col: _Column, blocks: list[int], C: torch.Tensor, target: torch.Tensor | None = None,
          method: str = "auto", max_iter: int = 3000, mu0: torch.Tensor | None = None,
          ) -> tuple[torch.Tensor, torch.Tensor]:
     """min_{μ ≥ 0} ‖c_b − G_bᵀ μ‖₂ for the listed blocks (rows of C, (B, d)); G_b = (2D_i − I) X.
@@ -211,8 +216,8 @@ def nnls(col: _Column, blocks: list[int], C: torch.Tensor, target: torch.Tensor 
       "scipy"  Lawson–Hanson (:func:`scipy.optimize.nnls`), exact, one block at a time on the CPU;
       "pg"     batched accelerated projected gradient (FISTA with adaptive restart) in torch, from ``mu0``
                (or 0), stopping once every residual is ≤ ``target`` (or after ``max_iter`` iterations);
-      "auto"   scipy when n·d ≤ 5·10⁵; otherwise pg, then scipy for the blocks still above ``target``
-               when n·d ≤ 5·10⁶.
+      "auto"   (with a target) 100 warm-started pg iterations, then scipy for the blocks still above
+               ``target`` when n·d ≤ 5·10⁶ (else more pg); (without a target) scipy, or pg when n·d is large.
     """
     B = len(blocks)
     n, d = col.n, col.d
@@ -220,16 +225,20 @@ def nnls(col: _Column, blocks: list[int], C: torch.Tensor, target: torch.Tensor 
     if B == 0:
         return X.new_zeros((0, n)), X.new_zeros((0,))
     if method == "auto":
-        if n * d <= 500_000:
-            return nnls(col, blocks, C, target, "scipy", max_iter, mu0)
-        mu, res = nnls(col, blocks, C, target, "pg", max_iter, mu0)
-        if target is not None and n * d <= 5_000_000:
-            left = torch.nonzero(res > target)[:, 0].tolist()
-            if left:
-                m2, r2 = nnls(col, [blocks[i] for i in left], C[left], None, "scipy")
-                better = r2 < res[left]
-                idx = torch.as_tensor(left, device=X.device)[better]
-                mu[idx], res[idx] = m2[better], r2[better]
+        # a short batched projected-gradient pass settles the blocks that are clearly below target;
+        # Lawson–Hanson decides the others exactly (when n·d is not too large)
+        if target is not None:
+            mu, res = _nnls(col, blocks, C, target, "pg", 100 if n * d <= 5_000_000 else max_iter, mu0)
+        else:
+            mu, res = X.new_zeros((B, n)), X.new_full((B,), math.inf)
+        left = list(range(B)) if target is None else torch.nonzero(res > target)[:, 0].tolist()
+        if left and n * d <= 5_000_000:
+            m2, r2 = _nnls(col, [blocks[i] for i in left], C[left], None, "scipy")
+            better = r2 < res[left]
+            idx = torch.as_tensor(left, dtype=torch.long, device=X.device)[better]
+            mu[idx], res[idx] = m2[better], r2[better]
+        elif left and target is None:
+            mu, res = _nnls(col, blocks, C, None, "pg", max_iter, mu0)
         return mu, res
     if method == "scipy":
         from scipy.optimize import nnls as _sp_nnls
@@ -249,7 +258,7 @@ def nnls(col: _Column, blocks: list[int], C: torch.Tensor, target: torch.Tensor 
         bad = ~torch.isfinite(res_t)
         if bool(bad.any()):
             idx = torch.nonzero(bad)[:, 0].tolist()
-            m2, r2 = nnls(col, [blocks[i] for i in idx], C[idx], target, "pg", max_iter)
+            m2, r2 = _nnls(col, [blocks[i] for i in idx], C[idx], target, "pg", max_iter)
             Mu_t[idx], res_t[idx] = m2, r2
         return Mu_t, res_t
     if method != "pg":
@@ -295,6 +304,69 @@ def _spd_solve(H: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return -torch.cholesky_solve(g[:, None], Lc)[:, 0]
 
 
+def _newton_direction(A: torch.Tensor, h: torch.Tensor, zh: torch.Tensor, bn: torch.Tensor, sizes: list[int],
+                      g: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The Newton direction −H⁻¹g of the reduced problem, H = AᵀΛA + blockdiag(β_b (I − ẑ_b ẑ_bᵀ)),
+    β_b = α/‖z_b‖ (A (n, m), Λ = diag(h)).
+
+    Dense Cholesky of the m×m matrix, or — when m is large compared with n — Woodbury through an
+    (n + q)×(n + q) saddle-point system (q support blocks): H = B + U C Uᵀ with B = diag(β), U = [AᵀΛ^½, Ẑ]
+    and C = diag(I, −β); then C⁻¹ + UᵀB⁻¹U = [[I + Λ^½AB⁻¹AᵀΛ^½, Λ^½ A z/α], [·ᵀ, 0]]. One step of
+    iterative refinement with the exact H follows.
+    """
+    n, m = A.shape
+    q = len(sizes)
+    beta = alpha / bn
+
+    def dense() -> torch.Tensor:
+        H = A.T @ (h[:, None] * A)
+        off = 0
+        for j, sz in enumerate(sizes):
+            u = zh[off:off + sz]
+            blk = H[off:off + sz, off:off + sz]
+            blk -= beta[j] * torch.outer(u, u)
+            blk.diagonal().add_(beta[j])
+            off += sz
+        return _spd_solve(H, g)
+
+    if n * n * m + (n + q) ** 3 >= 0.7 * (n * m * m + m ** 3 / 3):
+        return dense()
+    sizes_t = torch.as_tensor(sizes, device=A.device)
+    idx = torch.repeat_interleave(torch.arange(q, device=A.device), sizes_t)
+    bexp = beta[idx]
+    sl = h.sqrt()
+    At = A * (sl[:, None] / bexp.sqrt()[None, :])
+    K = A.new_zeros((n + q, n + q))
+    K[:n, :n] = At @ At.T
+    K[:n, :n].diagonal().add_(1.0)
+    z = zh / bexp * alpha  # z = ẑ‖z‖ blockwise
+    Az = torch.zeros((n, q), dtype=A.dtype, device=A.device).index_add_(1, idx, A * z[None, :])  # A_b z_b
+    K[:n, n:] = sl[:, None] * Az / alpha
+    K[n:, :n] = K[:n, n:].T
+
+    def zdot(v: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(q, dtype=v.dtype, device=v.device).index_add_(0, idx, zh * v)
+
+    def apply_H(v: torch.Tensor) -> torch.Tensor:
+        return A.T @ (h * (A @ v)) + bexp * v - zh * (beta * zdot(v))[idx]
+
+    LU, piv, info = torch.linalg.lu_factor_ex(K)
+    if bool(info):
+        return dense()
+
+    def solve(r: torch.Tensor) -> torch.Tensor:
+        Br = r / bexp
+        rhs = torch.cat([sl * (A @ Br), zdot(Br)])
+        y = torch.linalg.lu_solve(LU, piv, rhs[:, None])[:, 0]
+        return Br - (A.T @ (sl * y[:n]) + zh * y[n:][idx]) / bexp
+
+    dz = solve(-g)
+    dz = dz + solve(-g - apply_H(dz))
+    if not bool(torch.isfinite(dz).all()):
+        return dense()
+    return dz
+
+
 class _ActiveSet:
     """Primal feasible active-set Newton method on one column (see the module docstring)."""
 
@@ -312,6 +384,7 @@ class _ActiveSet:
         for b in torch.nonzero(self.sup)[:, 0].tolist():
             self._rebasis(b)
         self.mu_W: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.mu_cache: dict[int, torch.Tensor] = {}  # NNLS multipliers of zero blocks (warm starts)
 
     def _rebasis(self, b: int) -> bool:
         """Recompute block b's null-space basis from its working set and project x_b on it.
@@ -352,7 +425,7 @@ class _ActiveSet:
             out[b] = (rows, mu)
         return out
 
-    def run(self, max_newton: int = 100, gtol: float = 1e-13, drop_tol: float = 1e-12,
+    def run(self, max_newton: int = 300, gtol: float = 1e-13, drop_tol: float = 1e-12,
             enter_tol: float = 1e-12, max_changes: int | None = None, deadline: float | None = None) -> bool:
         """Iterate until the KKT conditions hold (returns True) or the budget is spent (False)."""
         col, info = self.col, self.info
@@ -383,15 +456,7 @@ class _ActiveSet:
                 g = Ared.T @ gl + alpha * zh
                 gmax = max(float(torch.linalg.vector_norm(gg)) for gg in torch.split(g, sizes)) / alpha
                 if gmax > gtol:
-                    H = Ared.T @ (h[:, None] * Ared)
-                    off = 0
-                    for j, s in enumerate(sizes):
-                        u = zh[off:off + s]
-                        blk = H[off:off + s, off:off + s]
-                        blk -= (alpha / bn[j]) * torch.outer(u, u)
-                        blk.diagonal().add_(alpha / bn[j])
-                        off += s
-                    dz = _spd_solve(H, g)
+                    dz = _newton_direction(Ared, h, zh, bn, sizes, g, alpha)
                     info.newton_iterations += 1
                     t0 = info.tick("newton system", t0)
                     if self._step(bl, sizes, g, dz, f):
@@ -519,9 +584,13 @@ class _ActiveSet:
         cand = zero[cn > alpha * (1.0 + enter_tol)].tolist()
         if not cand:
             return 0
-        dirs: dict[int, torch.Tensor] = {}
+        dirs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         if col.relu:
-            Mu, res = nnls(col, cand, c[cand], target=None, method=self.nnls_method)
+            mu0 = torch.stack([self.mu_cache.get(b, col.X.new_zeros(col.n)) for b in cand])
+            tgt = col.X.new_full((len(cand),), alpha * (1.0 + enter_tol))
+            Mu, res = _nnls(col, cand, c[cand], target=tgt, method=self.nnls_method, mu0=mu0)
+            for j, b in enumerate(cand):
+                self.mu_cache[b] = Mu[j]
             for j, b in enumerate(cand):
                 if float(res[j]) <= alpha * (1.0 + enter_tol):
                     continue
@@ -831,8 +900,6 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
                                                   mu[P:].T[:, :, None], alpha, loss).sum())
         gap = (prim - dual) / max(abs(prim), 1e-300)
         t0 = info.tick("ipm certificate", t0)
-        if _TRACE:
-            print(f"ipm {info.ipm_iterations}: gap={gap:.3g} mbar={mbar:.3g} step={st:.3g} rd={float(rd.norm()):.3g}")
         if gap < best[0]:
             best = (gap, x, mu, s)
             since_best = 0
@@ -881,7 +948,7 @@ def dual_certificate(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | 
         res = torch.linalg.vector_norm(c - (col.Sg * Mk) @ X, dim=1)
         need = torch.nonzero(res > alpha)[:, 0].tolist()
         if need:
-            Mn, rn = nnls(col, need, c[need], target=X.new_full((len(need),), alpha), method=nnls_method,
+            Mn, rn = _nnls(col, need, c[need], target=X.new_full((len(need),), alpha), method=nnls_method,
                           mu0=Mk[need])
             for j, b in enumerate(need):
                 if float(rn[j]) < float(res[b]):
@@ -906,7 +973,7 @@ def polish(
     certificate: Certificate | None = None,
     method: str = "auto",
     tol: float = 1e-13,
-    max_newton: int = 100,
+    max_newton: int = 300,
     ipm_threshold: float = 1e-2,
     ipm_gap: float = 1e-5,
     ipm_max_iter: int = 80,
@@ -934,7 +1001,7 @@ def polish(
     ipm_gap, ipm_max_iter : the interior-point method's target relative gap and iteration limit.
     act_tol : a cone row is guessed active when its slack ≤ act_tol·‖x_r‖‖v_b‖.
     support_tol : a block is guessed non-zero when its norm > support_tol·(largest block norm).
-    nnls_method : "auto", "scipy" or "pg" (see :func:`nnls`).
+    nnls_method : "auto", "scipy" or "pg" (see :func:`_nnls`).
     max_time : wall-clock budget in seconds (the result so far is certified when it runs out).
     return_info : also return a :class:`PolishInfo`.
 
@@ -1018,27 +1085,18 @@ def polish(
             Vo[:, :, k] = x
     t0 = time.perf_counter()
     if out_dtype != torch.float64:
-        # back to the caller's precision, feasible there; certified in float64 at exactly that point
+        # back to the caller's precision, lifted there; certified in float64 at exactly that point
         Vo = Vo.to(out_dtype)
         Wo = Wo.to(out_dtype) if Wo is not None else None
         if relu:
             for k in range(K):
-                col = _Column(problem, k)
-                x = _lift_to_cone(col, torch.cat([Vo[:, :, k], Wo[:, :, k]]))
+                x = _lift_to_cone(_Column(problem, k), torch.cat([Vo[:, :, k], Wo[:, :, k]]))
                 Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
-            Vo = certificates.make_feasible(problem.X, problem.D, problem.H, Vo)
-            Wo = certificates.make_feasible(problem.X, problem.D, problem.H, Wo)
-        cert, _ = dual_certificate(pb, Vo.double(), Wo.double() if Wo is not None else None,
-                                   Mu_v, Mu_w, nnls_method=nnls_method)
-        info.tick("certificate", t0)
-        if certificate is not None and not cert.relative_gap < certificate.relative_gap:
-            info.notes.append("no improvement over the given certificate")
-            return done(None)
-        return done((Vo, Wo, cert))
-    if relu:
-        Vo = certificates.make_feasible(pb.X, pb.D, pb.H, Vo)
-        Wo = certificates.make_feasible(pb.X, pb.D, pb.H, Wo)
-    cert, _ = dual_certificate(pb, Vo, Wo, Mu_v, Mu_w, nnls_method=nnls_method)
+    if relu:  # a no-op up to rounding after the lift: the project's definition of a feasible point
+        Vo = certificates.make_feasible(problem.X, problem.D, problem.H, Vo)
+        Wo = certificates.make_feasible(problem.X, problem.D, problem.H, Wo)
+    cert, _ = dual_certificate(pb, Vo.double(), Wo.double() if Wo is not None else None, Mu_v, Mu_w,
+                               nnls_method=nnls_method)
     info.tick("certificate", t0)
     if certificate is not None and not cert.relative_gap < certificate.relative_gap:
         info.notes.append("no improvement over the given certificate")
