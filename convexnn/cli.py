@@ -76,7 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     bar.close()
     width = est.network_.width
     rows = [{
-        "method": "convexnn (convex, global opt.)",
+        "method": f"convexnn (optimal for its {est.gate_vectors_.shape[1]} patterns)",
         "objective": f"{nonconvex_objective(est.network_, Xtr, ypm, args.alpha, args.loss):.6f}",
         "gap": f"{est.certificate_.gap:.2e}",
         "accuracy": f"{est.score(Xte, yte):.4f}",

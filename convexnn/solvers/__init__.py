@@ -28,7 +28,9 @@ def pick_solver(kind: str, loss: str) -> str:
     return "fista" if kind == "gated" and loss in losses.SMOOTH else "admm"
 
 
-FIRST_ORDER_BUDGET = 300  # iterations before the first polish attempt
+# iterations before the first polish attempt. For (C) a short ADMM run suffices: when its point is rough
+# polishing identifies the active set with its interior-point start, which does not use ADMM's point.
+FIRST_ORDER_BUDGET = {"relu": 20, "gated": 300}
 
 
 def _first_order(problem: ConvexProblem, name: str, tol: float, max_iter: int, **options) -> SolverResult:
@@ -39,17 +41,22 @@ def _first_order(problem: ConvexProblem, name: str, tol: float, max_iter: int, *
 
 def _polished(problem: ConvexProblem, res: SolverResult, tol: float) -> SolverResult | None:
     """The polished result when it improves the certificate, else None."""
-    out = polish(problem, res.V, res.W, certificate=res.certificate, return_info=True)
+    info = res.info
+    if "V_raw" in info:  # ADMM: polish from the raw iterate and its multipliers, not the repaired point
+        out = polish(problem, info["V_raw"], info["W_raw"], info.get("Nv"), info.get("Nw"),
+                     certificate=res.certificate, return_info=True)
+    else:
+        out = polish(problem, res.V, res.W, certificate=res.certificate, return_info=True)
     if out[0] is None:  # (None, info): no improvement, or an unsupported loss
         return None
-    V, W, cert, info = out
+    V, W, cert, pinfo = out
     if not cert.relative_gap < res.certificate.relative_gap:
         return None
     rec = {"iteration": res.n_iter, "seconds": (res.history[-1]["seconds"] if res.history else 0.0),
            "stage": "polish", **cert.as_dict()}
     return SolverResult(V=V, W=W, certificate=cert, n_iter=res.n_iter, converged=cert.relative_gap <= tol,
                         solver=f"{res.solver}+polish", history=[*res.history, rec],
-                        info={**res.info, "polish": {k: v for k, v in vars(info).items()
+                        info={**res.info, "polish": {k: v for k, v in vars(pinfo).items()
                                                      if isinstance(v, int | float | str)}})
 
 
@@ -69,7 +76,7 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
     name = pick_solver(problem.kind, problem.loss)
     if problem.loss not in losses.SMOOTH:
         return _first_order(problem, name, tol, max_iter, **options)
-    budget = min(max_iter, FIRST_ORDER_BUDGET)
+    budget = min(max_iter, FIRST_ORDER_BUDGET[problem.kind])
     res = _first_order(problem, name, tol, budget, **options)
     if res.converged:
         return res

@@ -195,10 +195,14 @@ def admm(
                     n_refactor += 1
     assert best is not None
     cert, Vf, Wf = best
+    # the raw iterates and cone multipliers (−Nv ≈ μ ≥ 0): a better start for polishing than the repair
+    raw = {"V_raw": st.V, "W_raw": st.W}
+    if relu:
+        raw.update(Nv=rho * st.Nv / sigma, Nw=rho * st.Nw / sigma)
     return SolverResult(
         V=Vf, W=Wf, certificate=cert, n_iter=it, converged=converged, solver="admm",
         history=history, info={"strategy": strategy, "rho": rho, "cone_scale": sigma, "rho_updates": n_refactor,
-              "cg_iterations": sysm.cg_iters},
+              "cg_iterations": sysm.cg_iters, **raw},
     )
 
 

@@ -64,7 +64,8 @@ from convexnn.solvers.problem import Certificate, ConvexProblem
 
 __all__ = ["PolishInfo", "dual_certificate", "polish"]
 
-POLISH_LOSSES = ("squared", "logistic")
+POLISH_LOSSES = ("squared", "logistic", "hinge")
+_DEBUG = False
 
 
 @dataclass
@@ -912,31 +913,200 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
 
 
 # ----------------------------------------------------------------------------------------------------
+# the hinge loss: a primal-dual interior-point method on the epigraph form (both kinds)
+
+
+def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_iter: int = 100,
+               deadline: float | None = None, beta: float = 0.3, smooth_target: bool = True,
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Primal-dual interior point (Mehrotra predictor-corrector) for (C) or (G) with the hinge loss.
+
+    The loss is written in epigraph form: min (1/n) Σ ξ_k  s.t.  ξ ≥ 0 (multiplier u₁),
+    ξ + y ⊙ a − 1 = s₂ ≥ 0 (multiplier u₂), together with the cone rows of (C) (slacks s ≈ G x,
+    multipliers μ) and the group norm smoothed by its barrier as in :func:`_ipm` (with the mean
+    complementarity m̄ over all 2n + (nb·n) pairs). Eliminating ξ, u₁, u₂ leaves the system of :func:`_ipm`
+    with the loss Hessian replaced by h = d₁d₂/(d₁ + d₂), d₁ = u₁/ξ, d₂ = u₂/s₂ — the same factorization.
+    The dual candidate is Λ = −u₂ ⊙ y (p = n u₂ ∈ [0, 1] after projection) and, for (C), μ; every iterate is
+    certified by :mod:`convexnn.ops.certificates`. Returns (x, μ or None, u₂) of the best iterate.
+    """
+    X = col.X
+    n, d, nb = col.n, col.d, col.nb
+    alpha, y, relu = col.alpha, col.y, col.relu
+    dt, dev = X.dtype, X.device
+    pb = col.pb
+    m = 2 * n + (nb * n if relu else 0)
+    eye = torch.eye(d, dtype=dt, device=dev)
+    DX = pb.D.T[:, :, None] * X[None]  # (P, n, d): D_i X
+    # --- starting point: the gates, scaled; ξ above both of its lower bounds
+    Hg = pb.H[:, col.pat].T
+    x = Hg / torch.linalg.vector_norm(Hg, dim=1, keepdim=True).clamp(min=1e-300)
+    x = x * (beta * math.sqrt(d) / max(float(col.xn.mean()), 1e-300))
+    a = col.pred(x)
+    xi = torch.clamp(1.0 - y * a, min=0.0) + 1.0
+    s2 = xi + y * a - 1.0
+    u1 = torch.full_like(a, 0.5 / n)
+    u2 = torch.full_like(a, 0.5 / n)
+    s = mu = None
+    if relu:
+        s = torch.clamp(col.slack(x), min=1e-8 * beta * math.sqrt(d))
+        r0 = col.block_grad(-y * u2) + alpha * x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        mu = col.Sg * (torch.linalg.solve(X.T @ X, r0.T).T @ X.T)
+        mu = mu + max(-1.5 * float(mu.min()), 0.0)
+        sm = float((s * mu).sum())
+        s = s + 0.5 * sm / max(float(mu.sum()), 1e-300)
+        mu = mu + 0.5 * sm / max(float(s.sum()), 1e-300)
+    best = (math.inf, x, mu, u2)
+    since_best = 0
+    t0 = time.perf_counter()
+    for _ in range(max_iter):
+        if deadline is not None and time.perf_counter() > deadline:
+            info.notes.append("hinge ipm: time limit")
+            break
+        info.ipm_iterations += 1
+        XT = x @ X.T
+        a = (col.Dm * XT).sum(0)
+        comp = float((xi * u1).sum() + (s2 * u2).sum())
+        if relu:
+            rp = col.Sg * XT - s
+            comp += float((s * mu).sum())
+        mbar = comp / m
+        r2 = (x * x).sum(1)
+        xh = x / torch.sqrt(r2).clamp(min=1e-300)[:, None]
+        d1, d2 = u1 / xi, u2 / s2
+        rp2 = xi + y * a - 1.0 - s2
+        rxi = 1.0 / n - u1 - u2
+        rd0 = col.block_grad(-y * u2)
+        if relu:
+            rd0 = rd0 - (col.Sg * mu) @ X
+            GmG = (X.T[None] * (mu / s)[:, None, :]) @ X
+
+        def newton_system(mb: float):
+            # the group norm smoothed at parameter mb: its gradient and Hessian, and the factored system
+            a_s = alpha / max(mb, 1e-300)
+            w = torch.sqrt(1.0 + a_s * a_s * r2)
+            tb = (1.0 + w) / a_s
+            S = (alpha / tb)[:, None, None] * (eye - ((w - 1.0) / w)[:, None, None] * xh[:, :, None] * xh[:, None, :])
+            if relu:
+                S = S + GmG
+            return _IPMSystem(col, S, d1 * d2 / (d1 + d2), DX), rd0 + alpha * x / tb[:, None]
+
+        system, rd = newton_system(mbar)
+        if not system.ok:
+            info.notes.append("hinge ipm: Newton system not positive definite")
+            break
+        t0 = info.tick("ipm factor", t0)
+        steps = []
+        for corrector in (False, True):
+            F1, F2 = xi * u1, s2 * u2
+            F3 = s * mu if relu else None
+            if corrector:
+                st_aff = steps[0]
+                ap = min(_max_step(xi, st_aff[1]), _max_step(s2, st_aff[2]))
+                ad = min(_max_step(u1, st_aff[3]), _max_step(u2, st_aff[4]))
+                if relu:
+                    ap = min(ap, _max_step(s, st_aff[5]))
+                    ad = min(ad, _max_step(mu, st_aff[6]))
+                caff = float(((xi + ap * st_aff[1]) * (u1 + ad * st_aff[3])).sum()
+                             + ((s2 + ap * st_aff[2]) * (u2 + ad * st_aff[4])).sum())
+                if relu:
+                    caff += float(((s + ap * st_aff[5]) * (mu + ad * st_aff[6])).sum())
+                sigma = min(1.0, (caff / m / max(mbar, 1e-300)) ** 3)
+                F1 = F1 + st_aff[1] * st_aff[3] - sigma * mbar
+                F2 = F2 + st_aff[2] * st_aff[4] - sigma * mbar
+                if relu:
+                    F3 = F3 + st_aff[5] * st_aff[6] - sigma * mbar
+                if smooth_target:
+                    sys2, rd2 = newton_system(sigma * mbar)
+                    if sys2.ok:
+                        system, rd = sys2, rd2
+            q = rxi + F1 / xi + F2 / s2
+            g0 = -F2 / s2 - d2 * rp2 + d2 * (q + d2 * rp2) / (d1 + d2)
+            rhs = -rd + col.block_grad(y * g0)
+            if relu:
+                rhs = rhs - (col.Sg * ((F3 + mu * rp) / s)) @ X
+            dx = system.solve(rhs)
+            e = y * col.pred(dx)
+            dxi = -(q + d2 * (e + rp2)) / (d1 + d2)
+            ds2 = dxi + e + rp2
+            du1 = (-F1 - u1 * dxi) / xi
+            du2 = (-F2 - u2 * ds2) / s2
+            ds = dmu = None
+            if relu:
+                ds = col.Sg * (dx @ X.T) + rp
+                dmu = (-F3 - mu * ds) / s
+            steps.append((dx, dxi, ds2, du1, du2, ds, dmu))
+        dx, dxi, ds2, du1, du2, ds, dmu = steps[1]
+        st = min(_max_step(xi, dxi), _max_step(s2, ds2), _max_step(u1, du1), _max_step(u2, du2))
+        if relu:
+            st = min(st, _max_step(s, ds), _max_step(mu, dmu))
+        st *= 0.99
+        x, xi, s2, u1, u2 = x + st * dx, xi + st * dxi, s2 + st * ds2, u1 + st * du1, u2 + st * du2
+        if relu:
+            s, mu = s + st * ds, mu + st * dmu
+        t0 = info.tick("ipm solve", t0)
+        gap = _hinge_gap(col, x, mu, u2)
+        t0 = info.tick("ipm certificate", t0)
+        if _DEBUG:
+            print(f"  it gap={gap:.3e} mbar={mbar:.3e} st={st:.3f} rp2={float(rp2.abs().max()):.1e} "
+                  f"rxi={float(rxi.abs().max()):.1e} rd={float(rd.abs().max()):.1e}")
+        if gap < best[0]:
+            best = (gap, x, mu, u2)
+            since_best = 0
+        else:
+            since_best += 1
+        if gap <= gap_tol or (since_best >= 3 and best[0] < 1e-6) or since_best >= 15 or st < 1e-10:
+            break
+    return best[1], best[2], best[3]
+
+
+def _hinge_gap(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u2: torch.Tensor) -> float:
+    """Relative certificate gap of an interior-point iterate (valid whatever the iterate)."""
+    pb, X, P, alpha = col.pb, col.X, col.P, col.alpha
+    Y = col.y[:, None]
+    lam = (-u2 * col.y)[:, None]
+    if col.relu:
+        V = certificates.make_feasible(X, pb.D, pb.H, x[:P, :, None])
+        Wt = certificates.make_feasible(X, pb.D, pb.H, x[P:, :, None])
+        pred = operators.forward(X, pb.D, V - Wt)
+        pen = float(operators.group_norms(V).sum() + operators.group_norms(Wt).sum())
+        dual = float(certificates.dual_value_relu(X, pb.D, Y, lam, mu[:P].T[:, :, None], mu[P:].T[:, :, None],
+                                                  alpha, "hinge").sum())
+    else:
+        pred = operators.forward(X, pb.D, x[:, :, None])
+        pen = float(operators.group_norms(x[:, :, None]).sum())
+        dual = float(certificates.dual_value_gated(X, pb.D, Y, lam, alpha, "hinge").sum())
+    prim = float(losses.value("hinge", pred, Y).sum()) + alpha * pen
+    return (prim - dual) / max(abs(prim), 1e-300)
+
+
+# ----------------------------------------------------------------------------------------------------
 # certificates
 
 
 def dual_certificate(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | None = None,
                      Mu_v: torch.Tensor | None = None, Mu_w: torch.Tensor | None = None,
-                     nnls_method: str = "auto") -> tuple[Certificate, torch.Tensor]:
+                     nnls_method: str = "auto", Lam: torch.Tensor | None = None) -> tuple[Certificate, torch.Tensor]:
     """A certificate for a cone-feasible point (V, W) (or U for kind="gated").
 
     primal = ``problem.objective``; dual = the bound of :mod:`convexnn.ops.certificates` at Λ = ∇L(ŷ)
     and, for (C), multipliers μ ≥ 0 per block: the candidates ``Mu_v``, ``Mu_w`` ((n, P, K), clamped at 0),
     replaced by a non-negative least-squares fit wherever a block's residual exceeds α. Valid for any
-    input: the multipliers only decide how tight the bound is. Returns (certificate, dual per column).
+    input: the multipliers only decide how tight the bound is. ``Lam`` (n, K) replaces Λ = ∇L(ŷ) as the loss
+    dual candidate (needed for the hinge loss, whose subgradient at the kinks is not the optimal Λ; it is
+    projected onto the domain of L* by the certificate functions). Returns (certificate, dual per column).
     """
     pb = problem
     X, D, Y, alpha, loss = pb.X, pb.D, pb.Y, float(pb.alpha), pb.loss
     if pb.kind == "gated":
         pred = operators.forward(X, D, V)
         primal = pb.objective(V)
-        lam = losses.grad(loss, pred, Y)
+        lam = losses.grad(loss, pred, Y) if Lam is None else Lam
         dual = certificates.dual_value_gated(X, D, Y, lam, alpha, loss)
         return Certificate(primal=float(primal.sum()), dual=float(dual.sum())), dual
     assert W is not None
     pred = operators.forward(X, D, V - W)
     primal = pb.objective(V, W)
-    lam = losses.project_dual(loss, losses.grad(loss, pred, Y), Y)
+    lam = losses.project_dual(loss, losses.grad(loss, pred, Y) if Lam is None else Lam, Y)
     n, P, K = pb.n, pb.P, pb.K
     Mv = X.new_zeros((n, P, K)) if Mu_v is None else torch.clamp(Mu_v, min=0.0).clone()
     Mw = X.new_zeros((n, P, K)) if Mu_w is None else torch.clamp(Mu_w, min=0.0).clone()
@@ -980,6 +1150,8 @@ def polish(
     act_tol: float = 1e-6,
     support_tol: float = 1e-6,
     nnls_method: str = "auto",
+    hinge_gap: float = 1e-10,
+    hinge_max_iter: int = 100,
     max_time: float | None = None,
     return_info: bool = False,
 ):
@@ -1046,10 +1218,23 @@ def polish(
     Mu_v = pb.X.new_zeros((pb.n, P, K)) if relu else None
     Mu_w = pb.X.new_zeros((pb.n, P, K)) if relu else None
 
-    use_ipm_first = relu and (method == "ipm" or (
+    Lam = None
+    if pb.loss == "hinge":
+        info.method = "hinge-ipm"
+        Lam = pb.X.new_zeros((pb.n, K))
+        for k in range(K):
+            col = _Column(pb, k)
+            x, mu, u2 = _hinge_ipm(col, info, gap_tol=hinge_gap, max_iter=hinge_max_iter, deadline=deadline)
+            Lam[:, k] = -u2 * col.y
+            if relu:
+                Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
+                Mu_v[:, :, k], Mu_w[:, :, k] = mu[:P].T, mu[P:].T
+            else:
+                Vo[:, :, k] = x
+    use_ipm_first = Lam is None and relu and (method == "ipm" or (
         method == "auto" and certificate is not None and certificate.relative_gap > ipm_threshold))
     info.method = "ipm+active-set" if use_ipm_first else "active-set"
-    for k in range(K):
+    for k in range(K if Lam is None else 0):
         col = _Column(pb, k)
         x0 = torch.cat([V[:, :, k], W[:, :, k]]) if relu else V[:, :, k].clone()
         mu0 = None
@@ -1088,7 +1273,7 @@ def polish(
         # back to the caller's precision, lifted there; certified in float64 at exactly that point
         Vo = Vo.to(out_dtype)
         Wo = Wo.to(out_dtype) if Wo is not None else None
-        if relu:
+        if relu and Lam is None:
             for k in range(K):
                 x = _lift_to_cone(_Column(problem, k), torch.cat([Vo[:, :, k], Wo[:, :, k]]))
                 Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
@@ -1096,7 +1281,7 @@ def polish(
         Vo = certificates.make_feasible(problem.X, problem.D, problem.H, Vo)
         Wo = certificates.make_feasible(problem.X, problem.D, problem.H, Wo)
     cert, _ = dual_certificate(pb, Vo.double(), Wo.double() if Wo is not None else None, Mu_v, Mu_w,
-                               nnls_method=nnls_method)
+                               nnls_method=nnls_method, Lam=Lam)
     info.tick("certificate", t0)
     if certificate is not None and not cert.relative_gap < certificate.relative_gap:
         info.notes.append("no improvement over the given certificate")
