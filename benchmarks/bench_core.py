@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--tol", type=float, default=1e-6)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--max-iter", type=int, default=20000)
     ap.add_argument("--reference", action="store_true", help="also solve with CVXPY + Clarabel")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -61,7 +62,7 @@ def main() -> None:
         times, res = [], None
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            res = solve(pb, solver="auto", tol=args.tol, max_iter=100000)
+            res = solve(pb, solver="auto", tol=args.tol, max_iter=args.max_iter)
             times.append(time.perf_counter() - t0)
         row = {
             "data": name, "n": X.shape[0], "d": X.shape[1], "P": D.shape[1], "kind": kind, "loss": loss,

@@ -18,13 +18,11 @@ its relative gap is ≤ tol.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from convexnn.ops import certificates, losses, operators
 from convexnn.solvers.linsys import QSystem, choose_strategy
-from convexnn.solvers.problem import Certificate, ConvexProblem, SolverResult
+from convexnn.solvers.problem import Certificate, ConvexProblem, Monitor, SolverResult
 
 
 def default_rho(problem: ConvexProblem) -> float:
@@ -120,10 +118,7 @@ def admm(
             st.Z = operators.forward(X, D, st.V - st.W if relu else st.V)
 
     Yt = Y
-    history: list[dict[str, float]] = []
-    t0 = time.perf_counter()
-    best: tuple[Certificate, torch.Tensor, torch.Tensor | None] | None = None
-    converged = False
+    monitor = Monitor(tol, callback, max_time)
     it = 0
     for it in range(1, max_iter + 1):
         # 1. u-step
@@ -160,18 +155,9 @@ def admm(
 
         if it % check_every == 0 or it == max_iter:
             cert, Vf, Wf = _certify(pb, st, rho, rho_z, split, sigma)
-            if best is None or cert.relative_gap < best[0].relative_gap:
-                best = (cert, Vf, Wf)
-            rec = {"iteration": it, "seconds": time.perf_counter() - t0, "rho": rho, **cert.as_dict()}
-            history.append(rec)
-            if callback is not None:
-                callback(rec)
-            if cert.relative_gap <= tol:
-                converged = True
+            if monitor.check(it, cert, (Vf, Wf), rho=rho):
                 break
             cg_rtol = max(min(cg_rtol, 0.1 * cert.relative_gap), 1e-12)
-            if max_time is not None and rec["seconds"] > max_time:
-                break
             if adaptive_rho and it % (check_every * 5) == 0:
                 # residual balancing (Boyd et al. §3.4.1) on the consensus and cone constraints
                 r_pri = float(torch.linalg.vector_norm(st.Uv - st.V))
@@ -193,15 +179,15 @@ def admm(
                         c0 = 1.0 / (n * rho)
                         sysm = QSystem(X, D, sysm_M, (2.0 if relu else 1.0) * c0, strategy)
                     n_refactor += 1
-    assert best is not None
-    cert, Vf, Wf = best
+    assert monitor.best is not None
+    cert, (Vf, Wf) = monitor.best
     # the raw iterates and cone multipliers (−Nv ≈ μ ≥ 0): a better start for polishing than the repair
     raw = {"V_raw": st.V, "W_raw": st.W}
     if relu:
         raw.update(Nv=rho * st.Nv / sigma, Nw=rho * st.Nw / sigma)
     return SolverResult(
-        V=Vf, W=Wf, certificate=cert, n_iter=it, converged=converged, solver="admm",
-        history=history, info={"strategy": strategy, "rho": rho, "cone_scale": sigma, "rho_updates": n_refactor,
+        V=Vf, W=Wf, certificate=cert, n_iter=it, converged=monitor.converged, solver="admm",
+        history=monitor.history, info={"strategy": strategy, "rho": rho, "cone_scale": sigma, "rho_updates": n_refactor,
               "cg_iterations": sysm.cg_iters, **raw},
     )
 

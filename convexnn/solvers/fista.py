@@ -11,12 +11,10 @@ The duality certificate of :func:`convexnn.ops.certificates.dual_value_gated` st
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from convexnn.ops import certificates, losses, operators
-from convexnn.solvers.problem import Certificate, ConvexProblem, SolverResult
+from convexnn.solvers.problem import Certificate, ConvexProblem, Monitor, SolverResult
 
 
 def _lipschitz_estimate(pb: ConvexProblem, iters: int = 20) -> float:
@@ -56,10 +54,7 @@ def fista(
     x = warm_start.V.clone() if warm_start is not None else pb.zeros()
     y = x.clone()
     theta = 1.0
-    history: list[dict[str, float]] = []
-    t0 = time.perf_counter()
-    converged = False
-    best: tuple[Certificate, torch.Tensor] | None = None
+    monitor = Monitor(tol, callback, max_time)
     it = 0
     for it in range(1, max_iter + 1):
         fy, gy, _ = f_and_grad(y)
@@ -85,19 +80,9 @@ def fista(
             primal = losses.value(loss, pred, Y) + alpha * operators.group_norms(x).sum(0)
             dual = certificates.dual_value_gated(X, D, Y, losses.grad(loss, pred, Y), alpha, loss)
             cert = Certificate(primal=float(primal.sum()), dual=float(dual.sum()))
-            if best is None or cert.relative_gap < best[0].relative_gap:
-                best = (cert, x.clone())
-            rec = {"iteration": it, "seconds": time.perf_counter() - t0, "step": step, **cert.as_dict()}
-            history.append(rec)
-            if callback is not None:
-                callback(rec)
-            if cert.relative_gap <= tol:
-                converged = True
+            if monitor.check(it, cert, (x.clone(),), step=step):
                 break
-            if max_time is not None and rec["seconds"] > max_time:
-                break
-    assert best is not None
-    return SolverResult(
-        V=best[1], W=None, certificate=best[0], n_iter=it, converged=converged, solver="fista",
-        history=history,
-    )
+    assert monitor.best is not None
+    cert, (V,) = monitor.best
+    return SolverResult(V=V, W=None, certificate=cert, n_iter=it, converged=monitor.converged, solver="fista",
+                        history=monitor.history)

@@ -11,6 +11,8 @@ are independent programs that share X and the patterns (one-vs-rest for multi-cl
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -133,3 +135,27 @@ class SolverResult:
     solver: str
     history: list[dict[str, float]] = field(default_factory=list)
     info: dict[str, object] = field(default_factory=dict)
+
+
+class Monitor:
+    """The certificate checks of an iterative solver: keeps the best point (by relative gap), the history,
+    calls the user's callback, and says when to stop (relative gap ≤ tol, or past ``max_time`` seconds)."""
+
+    def __init__(self, tol: float, callback: Callable[[dict], None] | None = None,
+                 max_time: float | None = None) -> None:
+        self.tol, self.callback, self.max_time = tol, callback, max_time
+        self.t0 = time.perf_counter()
+        self.history: list[dict[str, float]] = []
+        self.best: tuple[Certificate, tuple] | None = None
+        self.converged = False
+
+    def check(self, iteration: int, cert: Certificate, point: tuple, **extra: float) -> bool:
+        """Record one check of ``point`` (the solver's blocks); True when the solver should stop."""
+        if self.best is None or cert.relative_gap < self.best[0].relative_gap:
+            self.best = (cert, point)
+        rec = {"iteration": iteration, "seconds": time.perf_counter() - self.t0, **extra, **cert.as_dict()}
+        self.history.append(rec)
+        if self.callback is not None:
+            self.callback(rec)
+        self.converged = cert.relative_gap <= self.tol
+        return self.converged or (self.max_time is not None and rec["seconds"] > self.max_time)
