@@ -61,6 +61,7 @@ def _check(pb, key, tol_rel=1e-4):
 
 
 SMOOTH = [(kind, loss) for kind in ("relu", "gated") for loss in ("squared", "logistic")]
+ALL = [(kind, loss) for kind in ("relu", "gated") for loss in ("squared", "logistic", "hinge")]
 
 
 @pytest.mark.parametrize("kind,loss", SMOOTH)
@@ -118,16 +119,22 @@ def test_float32_and_warm_start_agree(diabetes):
     assert b.certificate.primal == pytest.approx(a.certificate.primal, rel=1e-3)
 
 
-def test_hinge_certificate_is_valid(breast_cancer):
-    """The hinge loss has no polish step: ADMM alone. Whatever accuracy it reaches, its certificate
-    must bracket the optimum."""
+@pytest.mark.parametrize("kind", ["relu", "gated"])
+def test_hinge_matches_cvxpy(breast_cancer, kind):
     X, y = breast_cancer
-    for kind in ("relu", "gated"):
-        pb, _ = _problem(X[:150], y[:150], kind, "hinge", gates=8)
-        res = solve(pb, tol=1e-6, max_iter=1500)
-        opt = _reference(("bc150", kind, "hinge"), pb)
-        assert res.certificate.dual <= opt * (1 + 1e-7)
-        assert res.certificate.primal >= opt * (1 - 1e-7)
+    pb, _ = _problem(X[:150], y[:150], kind, "hinge", gates=8)
+    _check(pb, ("bc150", kind, "hinge"))
+
+
+def test_plain_admm_hinge_certificate_is_valid(breast_cancer):
+    """ADMM alone converges slowly on the hinge loss; whatever it reaches, its certificate brackets the
+    optimum."""
+    X, y = breast_cancer
+    pb, _ = _problem(X[:150], y[:150], "relu", "hinge", gates=8)
+    res = solve(pb, solver="admm", tol=1e-6, max_iter=500)
+    opt = _reference(("bc150", "relu", "hinge"), pb)
+    assert res.certificate.dual <= opt * (1 + 1e-7)
+    assert res.certificate.primal >= opt * (1 - 1e-7)
 
 
 def test_cvxpy_solver_through_the_estimator(diabetes):
@@ -139,7 +146,7 @@ def test_cvxpy_solver_through_the_estimator(diabetes):
 
 # --- issue 2's full problems (slow: CVXPY takes 10–40 s each) -------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,loss", SMOOTH)
+@pytest.mark.parametrize("kind,loss", ALL)
 def test_issue_breast_cancer_matches_cvxpy(breast_cancer, kind, loss):
     X, y = breast_cancer
     pb, G = _problem(X, y, kind, loss, gates=40)

@@ -2,7 +2,7 @@
 
 - :func:`admm`   ADMM for (C) and (G), every loss (MATH.md §6)
 - :func:`fista`  accelerated proximal gradient for (G) with a smooth loss (§7)
-- :func:`polish`  active-set Newton polishing of an approximate solution (smooth losses)
+- :func:`polish`  active-set Newton polishing of an approximate solution (every loss)
 - :func:`cvxpy_solve`  the CVXPY + Clarabel reference (optional dependency)
 - :func:`solve`  picks one by name, or the fastest correct one for ``solver="auto"``
 
@@ -65,7 +65,7 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
     """Solve ``problem`` with the named solver (see :data:`SOLVERS`).
 
     "admm" and "fista" run the plain first-order method; "auto" picks one of them
-    (:func:`pick_solver`) and, for the squared and logistic losses, polishes its point.
+    (:func:`pick_solver`) and polishes its point.
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
@@ -74,8 +74,6 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
     if solver != "auto":
         return _first_order(problem, solver, tol, max_iter, **options)
     name = pick_solver(problem.kind, problem.loss)
-    if problem.loss not in losses.SMOOTH:
-        return _first_order(problem, name, tol, max_iter, **options)
     budget = min(max_iter, FIRST_ORDER_BUDGET[problem.kind])
     res = _first_order(problem, name, tol, budget, **options)
     if res.converged:

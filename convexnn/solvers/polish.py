@@ -46,7 +46,19 @@ torch for large n·d). The bound itself is :func:`certificates.dual_value_relu` 
 :func:`certificates.dual_value_gated` of these candidates, so it is a valid lower bound whatever the
 guess was: a wrong guess only gives a large gap.
 
-Losses: squared and logistic. The hinge loss (piecewise linear) is not handled: ``polish`` returns None.
+Losses: squared and logistic (the above), and hinge. The hinge loss is piecewise linear: for it a barrier
+method (:func:`_hinge_barrier`: the hinge's epigraph ξ ≥ 0, ξ ≥ 1 − y a, the norms' epigraphs and, for (C),
+the cone rows under a log barrier; ξ and the norms' epigraph variables eliminated in closed form; Newton
+with a line search per barrier parameter τ) runs from the gates (the input point is not used) until its
+certificate's relative gap is ≤ ``hinge_gap`` or rounding stops it (about 1e-5–1e-6). From its point,
+:func:`_hinge_reduced` identifies the support, the working sets and the partition of the samples into
+margin < 1 (L), = 1 (kinks, E) and > 1, and solves  min (1/n) Σ_L (1 − y a) + α Σ ‖z_b‖  s.t.  y a = 1 on E
+by Newton on its KKT system; the better-certified of the two points is returned. The dual candidate is
+Λ = −p y/n: the barrier's p = nτ/(ξ − r), or p = 1 on L, 0 off L ∪ E and the KKT multipliers (clamped into
+[0, 1]) on E; for (C) the cone multipliers μ (barrier: τ·w/s; reduced: least squares on the working rows),
+NNLS-repaired as above. As for the other losses, the bound is that of :mod:`convexnn.ops.certificates`.
+Typically (G) reaches machine precision; (C) often stays at the barrier's 1e-6–1e-5 (the reduced problem's
+identification of the cone rows is then not exact).
 Computations run in float64 (a float32 problem is polished in a float64 copy and returned in float32).
 """
 
@@ -65,7 +77,6 @@ from convexnn.solvers.problem import Certificate, ConvexProblem
 __all__ = ["PolishInfo", "dual_certificate", "polish"]
 
 POLISH_LOSSES = ("squared", "logistic", "hinge")
-_DEBUG = False
 
 
 @dataclass
@@ -913,150 +924,258 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
 
 
 # ----------------------------------------------------------------------------------------------------
-# the hinge loss: a primal-dual interior-point method on the epigraph form (both kinds)
+# the hinge loss: a barrier method, then Newton on the identified reduced problem (both kinds)
+
+def _smooth_hinge(r: torch.Tensor, c: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The barrier-smoothed hinge min_ξ ξ − c log ξ − c log(ξ − r) (times 1/n outside) at r = 1 − y a.
+
+    Returns (value, p, curvature): p = c/(ξ − r) ∈ (0, 1) is the derivative in r, and the curvature is the
+    second derivative. All in cancellation-free form (c > 0)."""
+    q = torch.sqrt(r * r + 4.0 * c * c)
+    u = r + 2.0 * c
+    xi = torch.where(u >= 0, 0.5 * (u + q), 2.0 * c * r / (u - q).clamp(max=-1e-300))
+    v = 2.0 * c - r
+    e = torch.where(v >= 0, 0.5 * (v + q), -2.0 * c * r / (v - q).clamp(max=-1e-300))  # ξ − r
+    p = c / e
+    qr = torch.where(r <= 0, q - r, 4.0 * c * c / (q + r))  # √(r² + 4c²) − r
+    curv = c * qr / (2.0 * q * e * e)
+    val = xi - c * torch.log(xi) - c * torch.log(e)
+    return val, p, curv
 
 
-def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_iter: int = 100,
-               deadline: float | None = None, beta: float = 0.3, smooth_target: bool = True,
-               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Primal-dual interior point (Mehrotra predictor-corrector) for (C) or (G) with the hinge loss.
+def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_iter: int = 200,
+                   deadline: float | None = None, beta: float = 0.3, shrink: float = 0.1, refine: int = 3,
+                   cone_weight: float = 0.01, finish=None, finish_from: float = 1e-4, finish_tol: float = 1e-11,
+                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, float]:
+    """Barrier (path-following) method for (C) or (G) with the hinge loss, on one column.
 
-    The loss is written in epigraph form: min (1/n) Σ ξ_k  s.t.  ξ ≥ 0 (multiplier u₁),
-    ξ + y ⊙ a − 1 = s₂ ≥ 0 (multiplier u₂), together with the cone rows of (C) (slacks s ≈ G x,
-    multipliers μ) and the group norm smoothed by its barrier as in :func:`_ipm` (with the mean
-    complementarity m̄ over all 2n + (nb·n) pairs). Eliminating ξ, u₁, u₂ leaves the system of :func:`_ipm`
-    with the loss Hessian replaced by h = d₁d₂/(d₁ + d₂), d₁ = u₁/ξ, d₂ = u₂/s₂ — the same factorization.
-    The dual candidate is Λ = −u₂ ⊙ y (p = n u₂ ∈ [0, 1] after projection) and, for (C), μ; every iterate is
-    certified by :mod:`convexnn.ops.certificates`. Returns (x, μ or None, u₂) of the best iterate.
+    For a barrier parameter τ it minimizes the self-concordant
+        φ_τ(x) = (1/n) Σ_k ψ(1 − y_k a_k) + Σ_b [α t_b − τ log(t_b² − ‖x_b‖²)]_{t_b optimal} − τ Σ log(G x)
+    (ψ the hinge's epigraph ξ ≥ 0, ξ ≥ 1 − y a with its log barrier, ξ eliminated in closed form; the cone
+    term only for (C), weighted by ``cone_weight``: the duality gap on the central path is τ·(2n + 2nb +
+    w·nb·n), and the nb·n cone rows would otherwise dominate it) by Newton's method with a backtracking line
+    search (a full step once the Newton decrement is small), then shrinks τ by ``shrink``. Its Newton matrix
+    has the structure of :class:`_IPMSystem` (``refine`` steps of iterative refinement). The dual estimates
+    are p = nτ/(ξ − r) (Λ = −p y/n) and μ = wτ/(G x); every outer iteration's point is certified
+    (:func:`_hinge_gap`). Rounding stops the method at a relative gap of about 1e-5–1e-6 (the Newton
+    matrices' condition grows like 1/τ²). Once the gap is ≤ ``finish_from`` each point is handed to
+    ``finish(x, μ, u, τ) → (x', μ', u', gap')`` (the reduced Newton step), and the method stops when that
+    certifies ≤ ``finish_tol``; it also stops at ``gap_tol``, after ``max_iter`` Newton steps or when
+    centering fails. Returns the best certified (x, μ or None, u = p/n, τ).
     """
     X = col.X
-    n, d, nb = col.n, col.d, col.nb
+    n, d = col.n, col.d
     alpha, y, relu = col.alpha, col.y, col.relu
-    dt, dev = X.dtype, X.device
     pb = col.pb
-    m = 2 * n + (nb * n if relu else 0)
-    eye = torch.eye(d, dtype=dt, device=dev)
-    DX = pb.D.T[:, :, None] * X[None]  # (P, n, d): D_i X
-    # --- starting point: the gates, scaled; ξ above both of its lower bounds
+    cw = cone_weight
+    m = 2 * n + 2 * col.nb + (cw * col.nb * n if relu else 0)
+    eye = torch.eye(d, dtype=X.dtype, device=X.device)
+    DX = pb.D.T[:, :, None] * X[None]
     Hg = pb.H[:, col.pat].T
     x = Hg / torch.linalg.vector_norm(Hg, dim=1, keepdim=True).clamp(min=1e-300)
     x = x * (beta * math.sqrt(d) / max(float(col.xn.mean()), 1e-300))
-    a = col.pred(x)
-    xi = torch.clamp(1.0 - y * a, min=0.0) + 1.0
-    s2 = xi + y * a - 1.0
-    u1 = torch.full_like(a, 0.5 / n)
-    u2 = torch.full_like(a, 0.5 / n)
-    s = mu = None
-    if relu:
-        s = torch.clamp(col.slack(x), min=1e-8 * beta * math.sqrt(d))
-        r0 = col.block_grad(-y * u2) + alpha * x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
-        mu = col.Sg * (torch.linalg.solve(X.T @ X, r0.T).T @ X.T)
-        mu = mu + max(-1.5 * float(mu.min()), 0.0)
-        sm = float((s * mu).sum())
-        s = s + 0.5 * sm / max(float(mu.sum()), 1e-300)
-        mu = mu + 0.5 * sm / max(float(s.sum()), 1e-300)
-    best = (math.inf, x, mu, u2)
-    since_best = 0
-    t0 = time.perf_counter()
-    for _ in range(max_iter):
-        if deadline is not None and time.perf_counter() > deadline:
-            info.notes.append("hinge ipm: time limit")
-            break
-        info.ipm_iterations += 1
+    tau = 1.0 / m
+
+    def parts(x: torch.Tensor, tau: float, need_hess: bool = True):
         XT = x @ X.T
         a = (col.Dm * XT).sum(0)
-        comp = float((xi * u1).sum() + (s2 * u2).sum())
-        if relu:
-            rp = col.Sg * XT - s
-            comp += float((s * mu).sum())
-        mbar = comp / m
+        val, p, curv = _smooth_hinge(1.0 - y * a, n * tau)
+        f = float(val.sum()) / n
+        a_s = alpha / tau
         r2 = (x * x).sum(1)
+        w = torch.sqrt(1.0 + a_s * a_s * r2)
+        tb = (1.0 + w) / a_s
+        f += float((alpha * tb - tau * torch.log(2.0 * (1.0 + w) / (a_s * a_s))).sum())
+        g = col.block_grad(-y * p / n) + alpha * x / tb[:, None]
+        s = None
+        if relu:
+            s = col.Sg * XT
+            if bool((s <= 0).any()):
+                return math.inf, None, None, None, None
+            f -= tau * cw * float(torch.log(s).sum())
+            g = g - tau * cw * (col.Sg / s) @ X
+        if not need_hess:
+            return f, g, p, s, None
         xh = x / torch.sqrt(r2).clamp(min=1e-300)[:, None]
-        d1, d2 = u1 / xi, u2 / s2
-        rp2 = xi + y * a - 1.0 - s2
-        rxi = 1.0 / n - u1 - u2
-        rd0 = col.block_grad(-y * u2)
+        S = (alpha / tb)[:, None, None] * (eye - ((w - 1.0) / w)[:, None, None] * xh[:, :, None] * xh[:, None, :])
         if relu:
-            rd0 = rd0 - (col.Sg * mu) @ X
-            GmG = (X.T[None] * (mu / s)[:, None, :]) @ X
+            S = S + tau * cw * (X.T[None] * (1.0 / (s * s))[:, None, :]) @ X
+        return f, g, p, s, _IPMSystem(col, S, curv / n, DX)
 
-        def newton_system(mb: float):
-            # the group norm smoothed at parameter mb: its gradient and Hessian, and the factored system
-            a_s = alpha / max(mb, 1e-300)
-            w = torch.sqrt(1.0 + a_s * a_s * r2)
-            tb = (1.0 + w) / a_s
-            S = (alpha / tb)[:, None, None] * (eye - ((w - 1.0) / w)[:, None, None] * xh[:, :, None] * xh[:, None, :])
-            if relu:
-                S = S + GmG
-            return _IPMSystem(col, S, d1 * d2 / (d1 + d2), DX), rd0 + alpha * x / tb[:, None]
-
-        system, rd = newton_system(mbar)
-        if not system.ok:
-            info.notes.append("hinge ipm: Newton system not positive definite")
+    best = (math.inf, x, None, None, tau)
+    newton = 0
+    t0 = time.perf_counter()
+    while newton < max_iter:
+        if deadline is not None and time.perf_counter() > deadline:
+            info.notes.append("hinge barrier: time limit")
             break
-        t0 = info.tick("ipm factor", t0)
-        steps = []
-        for corrector in (False, True):
-            F1, F2 = xi * u1, s2 * u2
-            F3 = s * mu if relu else None
-            if corrector:
-                st_aff = steps[0]
-                ap = min(_max_step(xi, st_aff[1]), _max_step(s2, st_aff[2]))
-                ad = min(_max_step(u1, st_aff[3]), _max_step(u2, st_aff[4]))
-                if relu:
-                    ap = min(ap, _max_step(s, st_aff[5]))
-                    ad = min(ad, _max_step(mu, st_aff[6]))
-                caff = float(((xi + ap * st_aff[1]) * (u1 + ad * st_aff[3])).sum()
-                             + ((s2 + ap * st_aff[2]) * (u2 + ad * st_aff[4])).sum())
-                if relu:
-                    caff += float(((s + ap * st_aff[5]) * (mu + ad * st_aff[6])).sum())
-                sigma = min(1.0, (caff / m / max(mbar, 1e-300)) ** 3)
-                F1 = F1 + st_aff[1] * st_aff[3] - sigma * mbar
-                F2 = F2 + st_aff[2] * st_aff[4] - sigma * mbar
-                if relu:
-                    F3 = F3 + st_aff[5] * st_aff[6] - sigma * mbar
-                if smooth_target:
-                    sys2, rd2 = newton_system(sigma * mbar)
-                    if sys2.ok:
-                        system, rd = sys2, rd2
-            q = rxi + F1 / xi + F2 / s2
-            g0 = -F2 / s2 - d2 * rp2 + d2 * (q + d2 * rp2) / (d1 + d2)
-            rhs = -rd + col.block_grad(y * g0)
+        # ---- centering: Newton's method on φ_τ
+        centred = False
+        for _ in range(50):
+            if newton >= max_iter:
+                break
+            newton += 1
+            info.ipm_iterations += 1
+            f, g, p, s, system = parts(x, tau)
+            if system is None or not system.ok:
+                info.notes.append("hinge barrier: Newton system not positive definite")
+                break
+            dx = system.solve(-g, refine=refine)
+            lam2 = float(-(g * dx).sum()) / tau  # squared Newton decrement of φ_τ/τ
+            t0 = info.tick("ipm factor+solve", t0)
+            if lam2 < 1e-10:
+                centred = True
+                break
+            step = 1.0
             if relu:
-                rhs = rhs - (col.Sg * ((F3 + mu * rp) / s)) @ X
-            dx = system.solve(rhs)
-            e = y * col.pred(dx)
-            dxi = -(q + d2 * (e + rp2)) / (d1 + d2)
-            ds2 = dxi + e + rp2
-            du1 = (-F1 - u1 * dxi) / xi
-            du2 = (-F2 - u2 * ds2) / s2
-            ds = dmu = None
-            if relu:
-                ds = col.Sg * (dx @ X.T) + rp
-                dmu = (-F3 - mu * ds) / s
-            steps.append((dx, dxi, ds2, du1, du2, ds, dmu))
-        dx, dxi, ds2, du1, du2, ds, dmu = steps[1]
-        st = min(_max_step(xi, dxi), _max_step(s2, ds2), _max_step(u1, du1), _max_step(u2, du2))
-        if relu:
-            st = min(st, _max_step(s, ds), _max_step(mu, dmu))
-        st *= 0.99
-        x, xi, s2, u1, u2 = x + st * dx, xi + st * dxi, s2 + st * ds2, u1 + st * du1, u2 + st * du2
-        if relu:
-            s, mu = s + st * ds, mu + st * dmu
-        t0 = info.tick("ipm solve", t0)
-        gap = _hinge_gap(col, x, mu, u2)
+                ds = col.Sg * (dx @ X.T)
+                step = min(1.0, 0.99 * _max_step(s, ds)) if bool((ds < 0).any()) else 1.0
+            if lam2 < 0.05 and step == 1.0:
+                x = x + dx  # quadratic convergence region: no line search (rounding)
+            else:
+                gd = float((g * dx).sum())
+                while step > 1e-12:
+                    fn = parts(x + step * dx, tau, need_hess=False)[0]
+                    if fn <= f + 1e-4 * step * gd:
+                        break
+                    step *= 0.5
+                else:
+                    break
+                x = x + step * dx
+            t0 = info.tick("ipm line search", t0)
+            if lam2 < 1e-3:
+                centred = True
+                break
+        if not centred:
+            info.notes.append("hinge barrier: centering failed")
+        # ---- the certificate at this point, then the next τ
+        _, _, p, s, _ = parts(x, tau, need_hess=False)
+        if p is None:
+            break
+        mu = tau * cw / s if relu else None
+        gap = _hinge_gap(col, x, mu, p / n)
         t0 = info.tick("ipm certificate", t0)
-        if _DEBUG:
-            print(f"  it gap={gap:.3e} mbar={mbar:.3e} st={st:.3f} rp2={float(rp2.abs().max()):.1e} "
-                  f"rxi={float(rxi.abs().max()):.1e} rd={float(rd.abs().max()):.1e}")
         if gap < best[0]:
-            best = (gap, x, mu, u2)
-            since_best = 0
-        else:
-            since_best += 1
-        if gap <= gap_tol or (since_best >= 3 and best[0] < 1e-6) or since_best >= 15 or st < 1e-10:
+            best = (gap, x, mu, p / n, tau)
+        if finish is not None and gap <= finish_from:
+            # Newton on the reduced problem identified at this point; done if it certifies to rounding
+            xf, muf, uf, gapf = finish(x, mu, p / n, tau)
+            t0 = time.perf_counter()
+            if gapf < best[0]:
+                best = (gapf, xf, muf, uf, tau)
+            if gapf <= finish_tol:
+                break
+        if best[0] <= gap_tol or tau < 1e-18 or not centred:
             break
-    return best[1], best[2], best[3]
+        tau *= shrink
+    if best[3] is None:  # not even one certified point: the multipliers of the current one
+        _, _, p, s, _ = parts(x, tau, need_hess=False)
+        if p is None:
+            x, p, s = best[1], torch.zeros_like(y), torch.ones_like(col.Sg)
+        return x, (tau * cw / s if relu else None), p / n, tau
+    return best[1], best[2], best[3], best[4]
+
+
+def _hinge_reduced(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u: torch.Tensor, tau: float,
+                   info: PolishInfo, max_newton: int = 30, support_factor: float = 1e3,
+                   act_tol: float = 1e-6, use_mu: bool = True, thr_factor: float = 10.0,
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Newton on the reduced hinge problem identified from a barrier point (x, μ, u = p/n) at parameter τ.
+
+    Identification: support blocks ‖x_b‖ > 10³·τ/α; samples r = 1 − y a split into L (r > f√(nτ)),
+    E (|r| ≤ f√(nτ), the kinks; f = ``thr_factor``) and R; for (C) the working sets of
+    :func:`_initial_working_sets`. Then Newton (least-squares steps with backtracking on the residual: the
+    reduced problem may have a continuum of solutions) on the KKT system of
+        min (1/n) Σ_L (1 − y a) + α Σ_b ‖z_b‖  s.t.  y_E ⊙ a_E = 1,   a = Σ_b A_b z_b (A_b = s_b D_i X N_b)
+    with multipliers ν_E. Returns (x, p, μ-candidate or None): p = 1 on L, 0 on R, clamp(nν, 0, 1) on E.
+    """
+    n, alpha, y = col.n, col.alpha, col.y
+    nrm = torch.linalg.vector_norm(x, dim=1)
+    top = float(nrm.max())
+    r = 1.0 - y * col.pred(x)  # the partition of the samples, from the barrier point itself
+    thr = thr_factor * math.sqrt(n * tau)
+    Lset, Eset = r > thr, r.abs() <= thr
+    x = torch.where((nrm > max(support_factor * tau / alpha, 1e-12 * top))[:, None], x, torch.zeros_like(x))
+    x, W = _initial_working_sets(col, x, mu if use_mu else None, act_tol, 0.0, info)
+    bl = torch.nonzero(torch.linalg.vector_norm(x, dim=1) > 0)[:, 0].tolist()
+    Ns, As = [], []
+    for b in bl:
+        rows = torch.nonzero(W[b])[:, 0]
+        N = col.null_basis(rows) if col.relu else torch.eye(col.d, dtype=x.dtype, device=x.device)
+        Ns.append(N)
+        As.append(col.F(b) @ N)
+    sizes = [N.shape[1] for N in Ns]
+    if not bl or min(sizes) == 0:
+        return x, (u * n).clamp(0.0, 1.0), mu
+    A = torch.cat(As, dim=1)
+    z = torch.cat([N.T @ x[b] for N, b in zip(Ns, bl, strict=True)])
+    AE, yE, AL, yL = A[Eset], y[Eset], A[Lset], y[Lset]
+    nu = u[Eset].clone()
+    gL = -(AL.T @ yL) / n
+    mz, ne = z.numel(), int(Eset.sum())
+    best_res = math.inf
+    for _ in range(max_newton):
+        zs = torch.split(z, sizes)
+        bn = torch.stack([torch.linalg.vector_norm(zz) for zz in zs])
+        if float(bn.min()) == 0.0:
+            break
+        zh = torch.cat([zz / nn for zz, nn in zip(zs, bn, strict=True)])
+        F1 = gL - AE.T @ (yE * nu) + alpha * zh
+        F2 = yE * (AE @ z) - 1.0
+        res = float(torch.cat([F1, F2]).abs().max())
+        if res >= best_res * 0.9 and res < 1e-12:
+            break
+        best_res = min(best_res, res)
+        info.newton_iterations += 1
+        J = x.new_zeros((mz + ne, mz + ne))
+        off = 0
+        for j, sz in enumerate(sizes):
+            u_ = zh[off:off + sz]
+            J[off:off + sz, off:off + sz] = (alpha / bn[j]) * (torch.eye(sz, dtype=x.dtype, device=x.device)
+                                                            - torch.outer(u_, u_))
+            off += sz
+        J[:mz, mz:] = -(AE * yE[:, None]).T
+        J[mz:, :mz] = AE * yE[:, None]
+        step = torch.linalg.lstsq(J, -torch.cat([F1, F2])[:, None], driver="gelsd").solution[:, 0]
+        t = 1.0
+        while t > 1e-6:  # backtracking on the residual (merit ‖F‖∞)
+            if _kkt_residual(z + t * step[:mz], nu + t * step[mz:], sizes, gL, AE, yE, alpha) < (1 - 1e-4 * t) * res:
+                break
+            t *= 0.5
+        else:
+            break
+        z, nu = z + t * step[:mz], nu + t * step[mz:]
+    x = torch.zeros_like(x)
+    for N, b, zz in zip(Ns, bl, torch.split(z, sizes), strict=True):
+        x[b] = N @ zz
+    p = torch.zeros_like(y)
+    p[Lset] = 1.0
+    p[Eset] = (n * nu).clamp(0.0, 1.0)
+    Mu = None
+    if col.relu:  # support blocks: least squares for G_Aᵀ μ = c_b + α x̂_b on the working rows
+        c = col.block_grad(-p * y / n)
+        Mu = mu.clone()  # the barrier's multipliers for the zero blocks
+        for b in bl:
+            Mu[b] = 0.0
+            rows = torch.nonzero(W[b])[:, 0]
+            if rows.numel() == 0:
+                continue
+            rhs = c[b] + alpha * x[b] / torch.linalg.vector_norm(x[b])
+            Mu[b, rows] = torch.linalg.lstsq(col.G(b)[rows].T, rhs[:, None]).solution[:, 0].clamp(min=0.0)
+    return _lift_to_cone(col, x), p, Mu
+
+
+def _kkt_residual(z: torch.Tensor, nu: torch.Tensor, sizes: list[int], gL: torch.Tensor, AE: torch.Tensor,
+                  yE: torch.Tensor, alpha: float) -> float:
+    """‖KKT residual‖∞ of the reduced hinge problem (see :func:`_hinge_reduced`)."""
+    zs = torch.split(z, sizes)
+    bn = torch.stack([torch.linalg.vector_norm(zz) for zz in zs])
+    if float(bn.min()) == 0.0:
+        return math.inf
+    zh = torch.cat([zz / nn for zz, nn in zip(zs, bn, strict=True)])
+    F1 = gL - AE.T @ (yE * nu) + alpha * zh
+    F2 = yE * (AE @ z) - 1.0
+    return float(torch.cat([F1, F2]).abs().max())
 
 
 def _hinge_gap(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u2: torch.Tensor) -> float:
@@ -1150,8 +1269,8 @@ def polish(
     act_tol: float = 1e-6,
     support_tol: float = 1e-6,
     nnls_method: str = "auto",
-    hinge_gap: float = 1e-10,
-    hinge_max_iter: int = 100,
+    hinge_gap: float = 1e-12,
+    hinge_max_iter: int = 300,
     max_time: float | None = None,
     return_info: bool = False,
 ):
@@ -1171,6 +1290,7 @@ def polish(
     tol : Newton stops when every block's reduced gradient ‖g_b‖ ≤ tol·α (or at the rounding floor).
     max_newton : Newton iterations per column and per start.
     ipm_gap, ipm_max_iter : the interior-point method's target relative gap and iteration limit.
+    hinge_gap, hinge_max_iter : the hinge barrier method's target relative gap and Newton-step limit.
     act_tol : a cone row is guessed active when its slack ≤ act_tol·‖x_r‖‖v_b‖.
     support_tol : a block is guessed non-zero when its norm > support_tol·(largest block norm).
     nnls_method : "auto", "scipy" or "pg" (see :func:`_nnls`).
@@ -1180,8 +1300,9 @@ def polish(
     Returns
     -------
     (V, W, certificate) — W None for kind="gated" — with V, W exactly cone-feasible and the certificate
-    valid (dual ≤ optimum ≤ primal); or None when the loss is not handled (hinge) or the polished
-    certificate is not better than ``certificate``. With ``return_info`` a 4-tuple / (None, info).
+    valid (dual ≤ optimum ≤ primal); or None when the polished certificate is not better than
+    ``certificate``. For the hinge loss the input point is not used (barrier method from the gates).
+    With ``return_info`` a 4-tuple / (None, info).
     """
     t_start = time.perf_counter()
     info = PolishInfo()
@@ -1220,12 +1341,30 @@ def polish(
 
     Lam = None
     if pb.loss == "hinge":
-        info.method = "hinge-ipm"
+        info.method = "hinge barrier+reduced newton"
         Lam = pb.X.new_zeros((pb.n, K))
         for k in range(K):
             col = _Column(pb, k)
-            x, mu, u2 = _hinge_ipm(col, info, gap_tol=hinge_gap, max_iter=hinge_max_iter, deadline=deadline)
-            Lam[:, k] = -u2 * col.y
+
+            def finish(x, mu, u, tau, col=col):
+                # two partitions of the samples: a wide and a narrow band of kinks |1 − y a| ≤ f·√(nτ)
+                t0 = time.perf_counter()
+                out = (x, mu, u, math.inf)
+                for thr_factor in (10.0, 1.0):
+                    x2, p2, mu2 = _hinge_reduced(col, x, mu, u, tau, info, thr_factor=thr_factor)
+                    gap2 = _hinge_gap(col, x2, mu2, p2 / col.n)
+                    if gap2 < out[3]:
+                        out = (x2, mu2, p2 / col.n, gap2)
+                    if gap2 <= 1e-11:
+                        break
+                info.tick("reduced newton", t0)
+                return out
+
+            x, mu, u, _ = _hinge_barrier(col, info, gap_tol=hinge_gap, max_iter=hinge_max_iter,
+                                         deadline=deadline, finish=finish)
+            gap = _hinge_gap(col, x, mu, u)
+            info.converged = info.converged and gap <= 1e-8
+            Lam[:, k] = -u * col.y
             if relu:
                 Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
                 Mu_v[:, :, k], Mu_w[:, :, k] = mu[:P].T, mu[P:].T
@@ -1273,7 +1412,7 @@ def polish(
         # back to the caller's precision, lifted there; certified in float64 at exactly that point
         Vo = Vo.to(out_dtype)
         Wo = Wo.to(out_dtype) if Wo is not None else None
-        if relu and Lam is None:
+        if relu:
             for k in range(K):
                 x = _lift_to_cone(_Column(problem, k), torch.cat([Vo[:, :, k], Wo[:, :, k]]))
                 Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
