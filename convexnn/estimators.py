@@ -22,7 +22,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._available_if import available_if
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -58,6 +58,8 @@ class _ConvexReLUBase(BaseEstimator):
         "dtype": [StrOptions({"float32", "float64"})],
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "warm_start": ["boolean"],
+        "adversarial_eps": [Interval(numbers.Real, 0, None, closed="left")],
+        "adversarial_norm": [StrOptions({"inf", "2"}), Options(numbers.Integral, {2})],
         "verbose": ["verbose"],
     }
 
@@ -77,6 +79,8 @@ class _ConvexReLUBase(BaseEstimator):
         dtype: str = "float64",
         n_threads: int | None = None,
         warm_start: bool = False,
+        adversarial_eps: float = 0.0,
+        adversarial_norm: str | int = "inf",
         verbose: bool = False,
     ) -> None:
         self.alpha = alpha
@@ -93,6 +97,8 @@ class _ConvexReLUBase(BaseEstimator):
         self.dtype = dtype
         self.n_threads = n_threads
         self.warm_start = warm_start
+        self.adversarial_eps = adversarial_eps
+        self.adversarial_norm = adversarial_norm
         self.verbose = verbose
 
     # --- the pieces of fit -------------------------------------------------------------------------
@@ -150,9 +156,18 @@ class _ConvexReLUBase(BaseEstimator):
                 print(f"[convexnn] iter {rec['iteration']:6d}  primal {rec['primal']:.8g}  "
                       f"dual {rec['dual']:.8g}  rel.gap {rec['relative_gap']:.2e}")
         with num_threads(self.n_threads):
-            options = {} if self.solver == "cvxpy" else {"callback": callback, "warm_start": warm}
-            result = solve(problem, solver=self.solver, tol=float(self.tol), max_iter=int(self.max_iter),
-                           **options)
+            if self.adversarial_eps > 0:
+                if self.kind != "relu":
+                    raise ValueError("adversarial training (adversarial_eps > 0) needs kind='relu'")
+                from convexnn.solvers.robust import robust_solve
+
+                result = robust_solve(problem, float(self.adversarial_eps), self.adversarial_norm,
+                                      tol=float(self.tol), max_iter=int(self.max_iter),
+                                      intercept=self.fit_intercept, callback=callback, warm_start=warm)
+            else:
+                options = {} if self.solver == "cvxpy" else {"callback": callback, "warm_start": warm}
+                result = solve(problem, solver=self.solver, tol=float(self.tol), max_iter=int(self.max_iter),
+                               **options)
         if not result.converged:
             warnings.warn(
                 f"convexnn did not reach relative gap {self.tol:g} in {result.n_iter} iterations "
@@ -275,6 +290,10 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
     n_threads : torch threads during fit (None: torch's default capped at the cores available).
     warm_start : when refitting a fitted estimator on the same data (e.g. with another alpha), keep its
         gates and start the solver from the previous solution.
+    adversarial_eps, adversarial_norm : convex adversarial training (kind="relu"): the robust program of
+        MATH.md §9 over balls of radius eps ("inf" or 2) around the training points, solved by
+        :func:`convexnn.solvers.robust.robust_solve`. Every neuron keeps its pattern on every ball, so
+        ``objective_`` is exactly the returned network's worst-case training loss plus weight decay.
     verbose : print the certificate as the solver runs.
 
     Attributes

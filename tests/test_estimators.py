@@ -174,3 +174,17 @@ def test_bad_data_errors(breast_cancer):
         ConvexReLUClassifier(gate_vectors=np.ones((5, 3))).fit(X[:50], y[:50])
     with pytest.raises(ValueError, match="loss='squared'"):
         ConvexReLURegressor(loss="hinge").fit(X[:50], y[:50])
+
+
+def test_adversarial_training_through_the_estimator(breast_cancer):
+    X, y = breast_cancer
+    X, y = X[:120, :5], y[:120]
+    est = ConvexReLUClassifier(n_patterns=8, loss="hinge", adversarial_eps=0.05, max_iter=5000, tol=1e-4).fit(X, y)
+    clean = ConvexReLUClassifier(n_patterns=8, loss="hinge", max_iter=5000).fit(X, y)
+    assert est.certificate_.dual <= est.certificate_.primal
+    # the robust objective (worst-case loss) is never below the clean optimum over the same patterns
+    assert est.objective_ >= clean.certificate_.dual
+    with pytest.raises(ValueError, match="kind='relu'"):
+        ConvexReLUClassifier(kind="gated", adversarial_eps=0.1, n_patterns=3).fit(X, y)
+    with pytest.raises(ValueError, match="adversarial_eps"):
+        ConvexReLUClassifier(adversarial_eps=-1.0).fit(X, y)

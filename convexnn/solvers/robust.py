@@ -206,6 +206,24 @@ class _Geometry:
             self.WA = torch.where(Yp, self.Apos[:, :, None], self.Bpos[:, :, None])  # (n, df, K)
             self.WB = torch.where(Yp, self.Bpos[:, :, None], self.Apos[:, :, None])
             self.Splus = (self.S2 > 0).to(X.dtype)[:, :, None]  # (n, 2P, 1)
+            self.AB = torch.cat([self.Apos, self.Bpos], 0)  # (2n, df)
+
+    def box_pair(self, Pp: torch.Tensor, Pq: torch.Tensor) -> torch.Tensor:
+        """N_j^{s_bj} of the parts (Pp, Pq) (2P, df, K): A^s_j·Pp_b + B^s_j·Pq_b, shape (n, 2P, K); one matmul."""
+        nb, df, K = Pp.shape
+        Q = torch.stack([Pp, Pq], 0).permute(2, 0, 1, 3).reshape(df, 2 * nb * K)
+        M = (self.AB @ Q).reshape(2, self.n, 2, nb, K)
+        ap, aq, bp, bq = M[0, :, 0], M[0, :, 1], M[1, :, 0], M[1, :, 1]
+        return torch.where(self.Splus > 0, ap + bq, bp + aq)
+
+    def box_pair_T(self, y3: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adjoint of :meth:`box_pair`: y3 (n, 2P, K) ↦ (dPp, dPq), each (2P, df, K); one matmul."""
+        n, nb, K = y3.shape
+        yp = y3 * self.Splus
+        yn = y3 - yp
+        R = torch.stack([torch.stack([yp, yn], 1), torch.stack([yn, yp], 1)], 0).reshape(2 * n, 2 * nb * K)
+        M = (self.AB.T @ R).reshape(self.df, 2, nb, K).permute(1, 2, 0, 3)
+        return M[0], M[1]
 
     def set_active(self, active: torch.Tensor) -> None:
         """Fix the blocks where ``active`` (2P, K) is False at zero (their constraints are dropped)."""
@@ -243,12 +261,7 @@ class _Geometry:
             return self.eps * torch.linalg.vector_norm(EU, dim=1)[None]
         if not self.box:
             return self.eps * EU.abs().sum(1)[None]
-        pos, neg = EU.clamp(min=0.0), (-EU).clamp(min=0.0)
-        ap = torch.einsum("np,bpk->nbk", self.Apos, pos)
-        bn = torch.einsum("np,bpk->nbk", self.Bpos, neg)
-        bp = torch.einsum("np,bpk->nbk", self.Bpos, pos)
-        an = torch.einsum("np,bpk->nbk", self.Apos, neg)
-        return torch.where(self.Splus > 0, ap + bn, bp + an)
+        return self.box_pair(EU.clamp(min=0.0), (-EU).clamp(min=0.0))
 
     def margins(self, U: torch.Tensor) -> torch.Tensor:
         """Robust cone margins s_bj x_jᵀu_b − N_j^{s_bj}(E u_b), masked min over j: (2P, K), +inf where the
@@ -287,7 +300,8 @@ def robust_objective(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor, e
 
 
 def cone_margins(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor, eps: float, norm: object = "inf",
-                 box=None, intercept: bool | None = None, constraints: str = "all") -> tuple[torch.Tensor, torch.Tensor]:
+                 box=None, intercept: bool | None = None,
+                 constraints: str = "all") -> tuple[torch.Tensor, torch.Tensor]:
     """Robust cone margins (min over the masked samples) of the v and w blocks, each (P, K);
     ≥ 0 means the block keeps its pattern on every perturbation set (+inf: no constraint)."""
     g = _Geometry(problem, _make_spec(problem, eps, norm, box, intercept, constraints))
@@ -350,13 +364,8 @@ def _mu_box(g: _Geometry, mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     if not g.box:
         r = g.eps * mu.sum(0)[:, None, :]
         return -r, r
-    mp = mu * g.Splus
-    mn = mu - mp
-    Ap = torch.einsum("np,nbk->bpk", g.Apos, mp)
-    Bp = torch.einsum("np,nbk->bpk", g.Bpos, mp)
-    An = torch.einsum("np,nbk->bpk", g.Apos, mn)
-    Bn = torch.einsum("np,nbk->bpk", g.Bpos, mn)
-    return -(Ap + Bn), Bp + An
+    dp, dq = g.box_pair_T(mu)  # Aᵀμ⁺ + Bᵀμ⁻ and Bᵀμ⁺ + Aᵀμ⁻
+    return -dp, dq
 
 
 def _block_residuals2(g: _Geometry, A: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
@@ -403,7 +412,7 @@ def _refine_mu(g: _Geometry, A: torch.Tensor, mu: torch.Tensor, steps: int) -> t
                 cand = torch.clamp(mu - step * grad, min=0.0) * g.mask
                 with torch.no_grad():
                     fc = f(cand)
-                if float(fc) <= float(val) - 0.5 * float(torch.sum(grad * (mu - cand))):
+                if float(fc) <= float(val.detach()) - 0.5 * float(torch.sum(grad * (mu - cand))):
                     accepted = True
                     break
                 step *= 0.5
@@ -631,22 +640,14 @@ class _Lifted:
         g = self.g
         if not g.box:
             return g.eps * (Pp + Pq).sum(1)[None]
-        ap = torch.einsum("np,bpk->nbk", g.Apos, Pp)
-        bq = torch.einsum("np,bpk->nbk", g.Bpos, Pq)
-        bp = torch.einsum("np,bpk->nbk", g.Bpos, Pp)
-        aq = torch.einsum("np,bpk->nbk", g.Apos, Pq)
-        return torch.where(g.Splus > 0, ap + bq, bp + aq)
+        return g.box_pair(Pp, Pq)
 
     def _dev3T(self, y3: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g = self.g
         if not g.box:
             s = g.eps * y3.sum(0)[:, None, :].expand(-1, g.df, -1)
             return s, s
-        yp = y3 * g.Splus
-        yn = y3 - yp
-        dp = torch.einsum("np,nbk->bpk", g.Apos, yp) + torch.einsum("np,nbk->bpk", g.Bpos, yn)
-        dq = torch.einsum("np,nbk->bpk", g.Bpos, yp) + torch.einsum("np,nbk->bpk", g.Apos, yn)
-        return dp, dq
+        return g.box_pair_T(y3)
 
     def _dev6(self, Ap: torch.Tensor, Aq: torch.Tensor) -> torch.Tensor:
         g = self.g
@@ -821,6 +822,28 @@ def _wnorm2(x: dict, w: dict) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
+def _penalty_init(g: _Geometry, dirs, iters: int, lr: float, rho: float | None = None) -> torch.Tensor:
+    """A quick feasible starting point: Adam (cosine-decayed step) on the exact-penalty form
+    objective(U) + ρ Σ_{b,j ∈ mask} (−margin_bj(U))_+ (ρ = 10/n by default), then the repair."""
+    rho = 10.0 / g.n if rho is None else float(rho)
+    U = torch.zeros((2 * g.P, g.d, g.K), dtype=g.X.dtype, device=g.X.device, requires_grad=True)
+    opt = torch.optim.Adam([U], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(iters, 1))
+    act = g.active[:, None, :]
+    with torch.enable_grad():
+        for _ in range(iters):
+            Ua = U * act
+            M = g.S2[:, :, None] * operators.xu(g.X, Ua) - g.block_dev(Ua)
+            f = g.objective(Ua).sum() + rho * (torch.clamp(-M, min=0.0) * g.mask).sum()
+            opt.zero_grad(set_to_none=True)
+            f.backward()
+            opt.step()
+            sched.step()
+    with torch.no_grad():
+        Ur, _ = _repair(g, U.detach() * act, dirs)
+    return Ur
+
+
 def robust_solve(
     problem: ConvexProblem,
     eps: float,
@@ -834,21 +857,24 @@ def robust_solve(
     refine_steps: int = 10,
     max_time: float | None = None,
     warm_start: SolverResult | None = None,
+    init: str = "zeros",
+    init_iters: int = 1000,
+    init_lr: float = 5e-3,
     callback=None,
     restart: bool = True,
     omega0: float | None = None,
     drop_empty: bool = True,
     direction_iters: int = 300,
 ) -> SolverResult:
-    """Solve the robust program (MATH.md §9; module docstring) by restarted Halpern PDHG.
+    """Solve the robust program (MATH.md §9; module docstring) by restarted reflected Halpern PDHG.
 
     Parameters
     ----------
     problem : a ConvexProblem (``kind`` is ignored: the robust program is always the cone-constrained
-        ReLU program; X with its ones column last when ``intercept``).
+        ReLU program; X with its ones column last when ``intercept``). Binary or one-vs-rest targets.
     eps, norm : radius ε > 0 and ball, "inf" or 2.
     tol : stop when the certificate's relative gap ≤ tol.
-    max_iter, max_time : iteration and wall-clock limits (the best certified point so far is returned).
+    max_iter, max_time : iteration and wall-clock limits (the best certified point is returned).
     box : optional (lo, hi) for ℓ∞ with the hinge / logistic losses: the perturbation set is ball ∩ box
         (e.g. (0, 1) for pixels), which is less conservative when many coordinates sit on the box.
     intercept : the last column of X is the ones column (None: detected, True iff it is all ones).
@@ -856,20 +882,29 @@ def robust_solve(
     check_every : iterations between certificates.
     refine_steps : projected-gradient steps tightening the cone multipliers of each certificate.
     warm_start : a previous result on the same patterns (its blocks start the iteration).
+    init : "zeros", or "penalty": start from ``init_iters`` Adam steps (step ``init_lr``) on an exact
+        penalty form of the program, repaired to feasibility — a good primal point fast on large
+        problems; PDHG then improves it and builds the dual bound.
     callback : called with each history record.
-    restart : adaptive restarts of the Halpern iteration (recommended).
+    restart, omega0 : adaptive restarts (recommended) and the initial primal weight (default 1/√n).
+    drop_empty : fix at zero the blocks for which no strictly feasible direction was found (their
+        robust cone has an empty interior, in practice {0}); the certificate is then for the program
+        over the remaining blocks (``info["dropped_blocks"]`` counts them).
+    direction_iters : Adam steps of the search for strictly feasible directions (used by the repair).
 
     Returns
     -------
-    SolverResult with V, W (P, d, K) satisfying the robust cone constraints exactly (checked in float64
-    after the repair), ``certificate`` (primal = robust objective at that point, dual = proven lower
-    bound on the program's optimum), and ``info``: eps, norm, box, constraints, restarts, the primal
-    weight, ``zeroed_blocks`` (blocks the repair had to set to zero at the returned point),
-    ``robust_gates`` (patterns whose gate lies strictly inside its robust cone) and ``min_margin``.
+    SolverResult with V, W (P, d, K) satisfying the robust cone constraints exactly (checked in the
+    problem's dtype after the repair), ``certificate`` (primal = robust objective at the best feasible
+    point met, dual = the best proven lower bound met — any dual feasible point bounds the optimum)
+    and ``info``: eps, norm, box, constraints, restarts, the primal weight, ``zeroed_blocks`` (blocks
+    the repair set to zero at the returned point), ``dropped_blocks``, ``robust_gates`` (patterns
+    whose gate, or a found direction, lies strictly inside the robust cone of both blocks) and
+    ``min_margin`` (smallest robust cone margin of the returned blocks, ≥ 0).
     """
     spec = _make_spec(problem, eps, norm, box, intercept, constraints)
     g = _Geometry(problem, spec)
-    lp = None
+    t0 = time.perf_counter()
     dirs = _directions(g, direction_iters)
     n_dropped = 0
     if drop_empty:
@@ -889,82 +924,96 @@ def robust_solve(
 
     def T(x: dict, y: dict) -> tuple[dict, dict]:
         kty = lp.KT(y)
-        xn = lp.prox_g({k: x[k] + tau[k] * kty[k] for k in x}, tau)
-        xbar = {k: 2.0 * xn[k] - x[k] for k in x}
-        kx = lp.K(xbar)
+        xn = lp.prox_g({k: torch.addcmul(x[k], tau[k], kty[k]) for k in x}, tau)
+        kx = lp.K({k: 2.0 * xn[k] - x[k] for k in x})
         for k, c in cvec.items():
             kx[k] = kx[k] + c
-        yn = lp.proj_dual({k: y[k] - sig[k] * kx[k] for k in y})
+        yn = lp.proj_dual({k: torch.addcmul(y[k], sig[k], kx[k], value=-1.0) for k in y})
         return xn, yn
 
+    history: list[dict[str, float]] = []
+    best_primal: tuple[float, torch.Tensor, int] | None = None
+    best_dual = -math.inf
+
+    def certify(xc: dict, yc: dict, it: int, r: float) -> Certificate:
+        nonlocal best_primal, best_dual
+        primal, dual, U, nz = _certify(g, lp, xc, yc, dirs, refine_steps)
+        if best_primal is None or primal < best_primal[0]:
+            best_primal = (primal, U, nz)
+        best_dual = max(best_dual, dual)
+        cert = Certificate(primal=best_primal[0], dual=best_dual)
+        rec = {"iteration": it, "seconds": time.perf_counter() - t0, "omega": omega,
+               "fixed_point_residual": r, "primal_now": primal, "dual_now": dual, **cert.as_dict()}
+        history.append(rec)
+        if callback is not None:
+            callback(rec)
+        return cert
+
     if warm_start is not None:
-        x = lp.x_from_U(_stack(warm_start.V, warm_start.W).to(problem.X))
+        U0 = _stack(warm_start.V, warm_start.W).to(problem.X) * g.active[:, None, :]
+    elif init == "penalty":
+        U0 = _penalty_init(g, dirs, init_iters, init_lr)
+    elif init == "zeros":
+        U0 = None
     else:
-        x = lp.zeros_x()
+        raise ValueError(f"init must be 'zeros' or 'penalty', got {init!r}")
+    x = lp.zeros_x() if U0 is None else lp.x_from_U(U0)
     y = {k: torch.zeros_like(v) for k, v in lp.K(x).items()}
+    if U0 is not None:
+        certify(x, y, 0, math.nan)
     x0, y0 = x, y
     k_inner = 0
-    r_start: float | None = None
+    r = r_start = math.nan
     r_prev = math.inf
     n_restarts = 0
-    total_since = 0
-
-    history: list[dict[str, float]] = []
-    t0 = time.perf_counter()
-    best: tuple[Certificate, torch.Tensor, int] | None = None
     converged = False
     it = 0
     for it in range(1, max_iter + 1):
         xT, yT = T(x, y)
-        dx = {k: x[k] - xT[k] for k in x}
-        dy = {k: y[k] - yT[k] for k in y}
-        r = math.sqrt(_wnorm2(dx, tau) + _wnorm2(dy, sig))
-        if r_start is None:
-            r_start = r
-        # reflected Halpern step towards the anchor
+        check_restart = restart and (k_inner + 1) % 16 == 0
+        if check_restart or it % check_every == 0 or k_inner == 0:
+            r = math.sqrt(_wnorm2({k: x[k] - xT[k] for k in x}, tau) + _wnorm2({k: y[k] - yT[k] for k in y}, sig))
+            if k_inner == 0:
+                r_start = r
+        # reflected Halpern step towards the anchor: z ← w(2T(z) − z) + (1 − w) z₀, w = (k+1)/(k+2)
         w = (k_inner + 1.0) / (k_inner + 2.0)
-        x = {k: w * (2.0 * xT[k] - x[k]) + (1.0 - w) * x0[k] for k in x}
-        y = {k: w * (2.0 * yT[k] - y[k]) + (1.0 - w) * y0[k] for k in y}
+        for z, zT, z0 in ((x, xT, x0), (y, yT, y0)):
+            for k in z:
+                z[k] = torch.add(zT[k], z[k], alpha=-0.5).mul_(2.0 * w).add_(z0[k], alpha=1.0 - w)
         k_inner += 1
-        total_since += 1
 
-        if restart and k_inner % 16 == 0:
+        if check_restart:
             if r <= 0.2 * r_start or (r <= 0.8 * r_start and r > r_prev) or k_inner >= max(256, 0.36 * it):
-                # restart at T(z); update the primal weight from the anchor's move
+                # restart at T(z); update the primal weight from the anchor's move (PDLP)
                 mx = math.sqrt(_wnorm2({k: xT[k] - x0[k] for k in x}, tau0))
                 my = math.sqrt(_wnorm2({k: yT[k] - y0[k] for k in y}, sig0))
                 if mx > 1e-12 and my > 1e-12:
                     omega = math.exp(0.5 * math.log(my / mx) + 0.5 * math.log(omega))
                     tau, sig = steps(omega)
                 x0, y0 = xT, yT
-                x, y = xT, yT
+                x = {k: v.clone() for k, v in xT.items()}
+                y = {k: v.clone() for k, v in yT.items()}
                 k_inner = 0
                 n_restarts += 1
-                r_start = None
                 r_prev = math.inf
             else:
                 r_prev = r
 
         if it % check_every == 0 or it == max_iter:
-            cert, U, nz = _certify(g, lp, xT, yT, dirs, refine_steps)
-            if best is None or cert.relative_gap < best[0].relative_gap:
-                best = (cert, U, nz)
-            rec = {"iteration": it, "seconds": time.perf_counter() - t0, "omega": omega,
-                   "fixed_point_residual": r, **cert.as_dict()}
-            history.append(rec)
-            if callback is not None:
-                callback(rec)
+            cert = certify(xT, yT, it, r)
             if cert.relative_gap <= tol:
                 converged = True
                 break
-            if max_time is not None and rec["seconds"] > max_time:
+            if max_time is not None and time.perf_counter() - t0 > max_time:
                 break
-    if best is None:  # max_iter < check_every and the loop never checked
-        cert, U, nz = _certify(g, lp, x, y, dirs, refine_steps)
-        best = (cert, U, nz)
-    cert, U, nz = best
+    if best_primal is None:  # the loop never checked
+        certify(x, y, it, r)
+    assert best_primal is not None
+    _, U, nz = best_primal
+    cert = Certificate(primal=best_primal[0], dual=best_dual)
     P = problem.P
     margins = g.margins(U)
+    fin = torch.isfinite(margins)
     return SolverResult(
         V=U[:P].contiguous(), W=U[P:].contiguous(), certificate=cert, n_iter=it, converged=converged,
         solver="robust-pdhg", history=history,
@@ -973,15 +1022,15 @@ def robust_solve(
             "intercept": spec.intercept, "restarts": n_restarts, "omega": omega, "zeroed_blocks": nz,
             "dropped_blocks": n_dropped,
             "robust_gates": int((dirs[1][:P] > 0).all(1).sum()),
-            "min_margin": float(margins[torch.isfinite(margins)].min()) if bool(torch.isfinite(margins).any()) else math.inf,
+            "min_margin": float(margins[fin].min()) if bool(fin.any()) else math.inf,
             "seconds": time.perf_counter() - t0,
         },
     )
 
 
 def _certify(g: _Geometry, lp: _Lifted, x: dict, y: dict, dirs, refine_steps: int):
-    """Certificate at the current iterate: primal at the repaired (exactly feasible) blocks, dual the
-    best of the multiplier and gradient candidates."""
+    """(primal, dual, U, zeroed): primal objective at the repaired (exactly feasible) blocks, dual the best
+    of the multiplier and gradient candidates (a proven lower bound)."""
     U, nz = _repair(g, x["U"], dirs)
     primal = g.objective(U)
     Lam, B, mu = lp.dual_candidate(y)
@@ -989,7 +1038,7 @@ def _certify(g: _Geometry, lp: _Lifted, x: dict, y: dict, dirs, refine_steps: in
     Lg, Bg = _grad_candidate(g, U)
     d2 = robust_dual_bound(g, Lg, Bg, mu, refine_steps=refine_steps)
     dual = torch.maximum(d1, d2)
-    return Certificate(primal=float(primal.sum()), dual=float(dual.sum())), U, nz
+    return float(primal.sum()), float(dual.sum()), U, nz
 
 
 # ----------------------------------------------------------------------------------------------
