@@ -95,6 +95,7 @@ __all__ = [
     "robust_dual_bound",
     "robust_gates",
     "robust_objective",
+    "robust_patterns",
     "robust_solve",
     "worst_case_losses",
 ]
@@ -1166,8 +1167,9 @@ def robust_gates(
     Returns
     -------
     H : (d + 1, m') gates with the bias as the last row (for X with the ones column appended).
-    info : "roles" (m',), "moved" (m',) bool (threshold changed), "active_fraction" (m',) the fraction of
-        the training points on which the gate is on.
+    info : "roles" (m',), "moved" (m',) bool (threshold changed), "D" (n, m') the patterns to use (see
+        :func:`robust_patterns`), "active_fraction" (m',) the fraction of the training points on which
+        the pattern is on.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -1230,8 +1232,40 @@ def robust_gates(
     t = np.clip(t0, a_k, b_k)
     moved = t != t0
     H = np.vstack([Wr.T, -t[None, :]])
-    active = ((X @ Wr.T - t[None, :]) >= 0).mean(0)
-    return H, {"roles": rl, "moved": moved, "active_fraction": active}
+    D = (proj - t[None, :]) >= 0
+    if constraints == "opposing":  # unconstrained (helping) points keep the pattern of the original gate
+        D = np.where(cons, D, (proj + br[None, :]) >= 0)
+    return H, {"roles": rl, "moved": moved, "active_fraction": D.mean(0), "D": D.astype(np.float64)}
+
+
+def robust_patterns(
+    X: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    directions: np.ndarray,
+    biases: np.ndarray | None = None,
+    roles: np.ndarray | None = None,
+    norm: object = "inf",
+    box: tuple[float, float] | None = None,
+    constraints: str = "opposing",
+    rel_margin: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Patterns D (n, P) and gates H (d + 1, P) for the robust program, from given neurons (e.g. the first
+    layer of a trained network): see :func:`robust_gates`. With ``constraints="opposing"`` a pattern is
+    the re-biased gate's on the points its block is constrained by (where it must be robust) and the
+    *original* neuron's on the other points (where the program imposes nothing, so the neuron's own
+    behaviour is kept and the patterns stay diverse); the re-biased gate is a strictly feasible
+    direction of the block's cone either way. Duplicate and empty patterns are dropped (first kept)."""
+    H, info = robust_gates(X, y, eps, directions, biases, roles, norm, box, constraints, rel_margin)
+    D = info["D"]
+    nonempty = D.any(0)
+    packed = np.packbits(D.astype(bool), axis=0)
+    _, first = np.unique(packed, axis=1, return_index=True)
+    keep = np.zeros(D.shape[1], dtype=bool)
+    keep[first] = True
+    keep &= nonempty
+    idx = np.flatnonzero(keep)
+    return D[:, idx], H[:, idx]
 
 
 def blocks_to_network(V: torch.Tensor, W: torch.Tensor, intercept: bool = True, rtol: float = 1e-12):
