@@ -17,7 +17,8 @@ pair from the training set; test: the 2000 test images of the pair), pixels in [
     ℓ∞ ball ∩ box [0, 1], constraints="opposing"), with the patterns of gates chosen for robustness:
     the first-layer weights of the PGD-trained network (c) as directions, re-biased by
     :func:`convexnn.solvers.robust.robust_gates` so that every gate keeps its activation on the whole
-    ε-box around every training point of the class its block votes against; time budget
+    ε-box around every training point of the class its block votes against (on the other class the
+    original neuron's pattern is kept: :func:`convexnn.solvers.robust.robust_patterns`); time budget
     ``--robust-time`` seconds, the certificate (primal, dual, relative gap) is reported;
 (c) PGD adversarial training with Adam (:func:`convexnn.baselines.train_adam_pgd`): width 100, logistic
     loss, alpha 1e-4, 10 PGD steps from a random start, ε ramped up over the first 30% of 60 epochs,
@@ -56,7 +57,7 @@ from convexnn.datasets import load_fashion_mnist, load_mnist_5k, load_mnist_test
 from convexnn.estimators import ConvexReLUClassifier
 from convexnn.ops import patterns
 from convexnn.solvers.problem import ConvexProblem
-from convexnn.solvers.robust import blocks_to_network, cone_margins, robust_gates, robust_solve
+from convexnn.solvers.robust import blocks_to_network, cone_margins, robust_gates, robust_patterns, robust_solve
 
 try:
     from convexnn.robustness import certify, pgd_attack
@@ -142,17 +143,15 @@ def conservativeness(X, y, eps, net_c, seed: int) -> dict:
 
 def robust_fit(X, y, eps, net_c, constraints: str, max_time: float, max_iter: int) -> tuple:
     Xa = patterns.add_intercept(X)
-    H, ginfo = robust_gates(X, y, eps, net_c.W1, net_c.b1, roles=np.sign(net_c.w2), box=BOX,
-                            constraints=constraints)
-    D, H = patterns.patterns_from_gates(Xa, H)
+    D, H = robust_patterns(X, y, eps, net_c.W1, net_c.b1, roles=np.sign(net_c.w2), box=BOX,
+                           constraints=constraints)
     t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
     pb = ConvexProblem(t(Xa), t(y[:, None]), t(D), t(H), 1e-3, "hinge")
     res = robust_solve(pb, eps, "inf", box=BOX, constraints=constraints, tol=1e-4, max_iter=max_iter,
-                       check_every=100, max_time=max_time)
+                       check_every=100, max_time=max_time, direction_iters=100)
     net = blocks_to_network(res.V, res.W)
     info = {
         "patterns": int(pb.P),
-        "gates_moved_fraction": float(np.mean(ginfo["moved"])),
         "width": int(net.width),
         "iterations": int(res.n_iter),
         "certificate": res.certificate.as_dict(),

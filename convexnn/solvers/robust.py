@@ -568,10 +568,11 @@ class _Lifted:
     + indicators of Pp, Pq, Ap, Aq ≥ 0.
     """
 
-    def __init__(self, g: _Geometry) -> None:
+    def __init__(self, g: _Geometry, gamma: float = 1.0) -> None:
         self.g = g
         self.sq = g.loss == "squared"
         self.l2 = g.spec.norm == "2"
+        self.gam = float(gamma)  # scale of the lifting rows (c1, c2, c4, c5): a preconditioning choice
         self._preconditioners()
 
     # --- K and Kᵀ ---------------------------------------------------------------------------------
@@ -582,19 +583,20 @@ class _Lifted:
         yhat, Z = g.local(U)
         XU = operators.xu(g.X, U)
         out = {}
+        gm = self.gam
         if self.l2:
-            out["c1w"] = g.eps * EU
-            out["c1s"] = x["r"]
+            out["c1w"] = (gm * g.eps) * EU
+            out["c1s"] = gm * x["r"]
             out["c3"] = g.mask * (g.S2[:, :, None] * XU - x["r"][None])
-            out["c4w"] = g.eps * Z
-            out["c4s"] = x["t"]
+            out["c4w"] = (gm * g.eps) * Z
+            out["c4s"] = gm * x["t"]
             dev = x["t"]
         else:
-            out["c1"] = x["Pp"] - EU
-            out["c2"] = x["Pq"] + EU
+            out["c1"] = gm * (x["Pp"] - EU)
+            out["c2"] = gm * (x["Pq"] + EU)
             out["c3"] = g.mask * (g.S2[:, :, None] * XU - self._dev3(x["Pp"], x["Pq"]))
-            out["c4"] = x["Ap"] - Z
-            out["c5"] = x["Aq"] + Z
+            out["c4"] = gm * (x["Ap"] - Z)
+            out["c5"] = gm * (x["Aq"] + Z)
             dev = self._dev6(x["Ap"], x["Aq"])
         if self.sq:
             out["c6"] = x["m"] - yhat - dev
@@ -608,24 +610,25 @@ class _Lifted:
         out = {}
         lam = (y["c7"] - y["c6"]) if self.sq else g.Y * y["c6"]
         y3 = g.mask * y["c3"]
+        gm = self.gam
         if self.l2:
-            Bz = g.eps * y["c4w"]
+            Bz = (gm * g.eps) * y["c4w"]
         else:
-            Bz = y["c5"] - y["c4"]
+            Bz = gm * (y["c5"] - y["c4"])
         U = g.local_adjoint(lam, Bz) + operators.cone_adjoint(g.X, g.D2, y3)
         if self.l2:
-            U[:, : g.df] += g.eps * y["c1w"]
-            out["r"] = y["c1s"] - y3.sum(0)
-            out["t"] = y["c4s"] - (y["c6"] + y["c7"] if self.sq else y["c6"])
+            U[:, : g.df] += (gm * g.eps) * y["c1w"]
+            out["r"] = gm * y["c1s"] - y3.sum(0)
+            out["t"] = gm * y["c4s"] - (y["c6"] + y["c7"] if self.sq else y["c6"])
         else:
-            U[:, : g.df] += y["c2"] - y["c1"]
+            U[:, : g.df] += gm * (y["c2"] - y["c1"])
             dp, dq = self._dev3T(y3)
-            out["Pp"] = y["c1"] - dp
-            out["Pq"] = y["c2"] - dq
+            out["Pp"] = gm * y["c1"] - dp
+            out["Pq"] = gm * y["c2"] - dq
             w = (y["c6"] + y["c7"]) if self.sq else y["c6"]
             ap, aq = self._dev6T(w)
-            out["Ap"] = y["c4"] - ap
-            out["Aq"] = y["c5"] - aq
+            out["Ap"] = gm * y["c4"] - ap
+            out["Aq"] = gm * y["c5"] - aq
         out["U"] = U
         out["m"] = (y["c6"] + y["c7"]) if self.sq else y["c6"].clone()
         return out
@@ -724,18 +727,19 @@ class _Lifted:
         c6col = ncopy * torch.einsum("nd,nb->bd", aX, D2)[:, :, None]  # Σ_j d_jb |x_jp|
         colU = c3col + c6col
         dsum = D2.sum(0)[:, None, None]  # Σ_j d_jb
+        gm = self.gam
         if self.l2:
-            colU[:, : g.df] += g.eps + g.eps * dsum
+            colU[:, : g.df] += gm * g.eps * (1.0 + dsum)
         else:
-            colU[:, : g.df] += 2.0 + 2.0 * dsum
+            colU[:, : g.df] += gm * (2.0 + 2.0 * dsum)
         tau = {"U": (1.0 / torch.clamp(colU.amax(1), min=tiny))[:, None, :]}  # one step per block (group prox)
         sig = {}
         if self.l2:
-            tau["r"] = 1.0 / (1.0 + mask.sum(0))
-            tau["t"] = torch.full((g.n, g.K), 1.0 / (1.0 + ncopy), dtype=X.dtype, device=X.device)
-            sig["c1w"] = torch.full((2 * g.P, 1, g.K), 1.0 / max(g.eps, 1.0), dtype=X.dtype, device=X.device)
+            tau["r"] = 1.0 / (gm + mask.sum(0))
+            tau["t"] = torch.full((g.n, g.K), 1.0 / (gm + ncopy), dtype=X.dtype, device=X.device)
+            sig["c1w"] = torch.full((2 * g.P, 1, g.K), 1.0 / (gm * max(g.eps, 1.0)), dtype=X.dtype, device=X.device)
             sig["c1s"] = sig["c1w"][:, 0]
-            rz = torch.clamp(g.eps * nact, min=1.0)[:, None]  # (n, 1)
+            rz = gm * torch.clamp(g.eps * nact, min=1.0)[:, None]  # (n, 1)
             sig["c4w"] = (1.0 / rz)[:, :, None].expand(-1, 1, g.K)
             sig["c4s"] = (1.0 / rz).expand(-1, g.K)
             sig["c3"] = (1.0 / (rowX + 1.0))[:, None, None].expand(-1, 2 * g.P, g.K)
@@ -743,24 +747,24 @@ class _Lifted:
         else:
             if g.box:
                 wsum = (g.Apos + g.Bpos).sum(1)  # (n,)
-                tau["Pp"] = 1.0 / (1.0 + torch.einsum("np,nbk->bpk", g.Apos, mask * g.Splus)
+                tau["Pp"] = 1.0 / (gm + torch.einsum("np,nbk->bpk", g.Apos, mask * g.Splus)
                                    + torch.einsum("np,nbk->bpk", g.Bpos, mask * (1 - g.Splus)))
-                tau["Pq"] = 1.0 / (1.0 + torch.einsum("np,nbk->bpk", g.Bpos, mask * g.Splus)
+                tau["Pq"] = 1.0 / (gm + torch.einsum("np,nbk->bpk", g.Bpos, mask * g.Splus)
                                    + torch.einsum("np,nbk->bpk", g.Apos, mask * (1 - g.Splus)))
-                tau["Ap"] = 1.0 / (1.0 + g.WA)
-                tau["Aq"] = 1.0 / (1.0 + g.WB)
+                tau["Ap"] = 1.0 / (gm + g.WA)
+                tau["Aq"] = 1.0 / (gm + g.WB)
                 dev_row = wsum[:, None]
             else:
                 wsum = torch.full((g.n,), 2.0 * g.eps * g.df, dtype=X.dtype, device=X.device)
-                tp = (1.0 / (1.0 + g.eps * mask.sum(0)))[:, None, :].expand(-1, g.df, -1)
+                tp = (1.0 / (gm + g.eps * mask.sum(0)))[:, None, :].expand(-1, g.df, -1)
                 tau["Pp"], tau["Pq"] = tp, tp
-                ta = torch.full((g.n, g.df, g.K), 1.0 / (1.0 + ncopy * g.eps), dtype=X.dtype, device=X.device)
+                ta = torch.full((g.n, g.df, g.K), 1.0 / (gm + ncopy * g.eps), dtype=X.dtype, device=X.device)
                 tau["Ap"], tau["Aq"] = ta, ta
                 dev_row = wsum[:, None]
-            sig["c1"] = torch.full((2 * g.P, g.df, g.K), 0.5, dtype=X.dtype, device=X.device)
+            sig["c1"] = torch.full((2 * g.P, g.df, g.K), 0.5 / gm, dtype=X.dtype, device=X.device)
             sig["c2"] = sig["c1"]
             sig["c3"] = (1.0 / (rowX + wsum))[:, None, None].expand(-1, 2 * g.P, g.K)
-            s4 = (1.0 / (1.0 + nact))[:, None, None].expand(-1, g.df, g.K)
+            s4 = (1.0 / (gm * (1.0 + nact)))[:, None, None].expand(-1, g.df, g.K)
             sig["c4"], sig["c5"] = s4, s4
         tau["m"] = torch.full((g.n, g.K), 1.0 / ncopy, dtype=X.dtype, device=X.device)
         row6 = 1.0 + torch.einsum("nb,n->n", D2, rowX)[:, None] + dev_row  # (n, 1)
@@ -805,7 +809,7 @@ class _Lifted:
         """(Λ, B, μ) of the certificate from the PDHG multipliers."""
         g = self.g
         Lam = (y["c6"] - y["c7"]) if self.sq else -g.Y * y["c6"]
-        B = (-g.eps * y["c4w"]) if self.l2 else (y["c4"] - y["c5"])
+        B = (-self.gam * g.eps * y["c4w"]) if self.l2 else self.gam * (y["c4"] - y["c5"])
         return Lam, B, g.mask * y["c3"]
 
 
@@ -866,6 +870,7 @@ def robust_solve(
     omega0: float | None = None,
     drop_empty: bool = True,
     direction_iters: int = 300,
+    gamma: float = 1.0,
 ) -> SolverResult:
     """Solve the robust program (MATH.md §9; module docstring) by restarted reflected Halpern PDHG.
 
@@ -912,7 +917,7 @@ def robust_solve(
         keep = dirs[1] > 0
         n_dropped = int((~keep).sum())
         g.set_active(keep)
-    lp = _Lifted(g)
+    lp = _Lifted(g, gamma)
     tau0, sig0 = lp.tau0, lp.sig0
     eta = 0.99
     omega = float(omega0) if omega0 is not None else 1.0 / math.sqrt(problem.n)
