@@ -162,3 +162,78 @@ def test_issue_diabetes_matches_cvxpy(diabetes, kind):
     X, y = diabetes
     pb, _ = _problem(X, y, kind, "squared", gates=40)
     _check(pb, ("db", kind, "squared"))
+
+
+# --- the prediction split of ADMM for large (C) (convexnn.solvers.admm.admm_relu_split) -----------
+def _admm_module():
+    import importlib
+
+    return importlib.import_module("convexnn.solvers.admm")
+
+
+def test_split_zstep_matches_cvxpy():
+    """The per-sample loss-and-cone problem of the prediction split, against CVXPY + Clarabel."""
+    import cvxpy as cp
+
+    A = _admm_module()
+    g = torch.Generator().manual_seed(0)
+    n, P, K, kappa = 6, 5, 2, 0.3
+    C = torch.randn(n, 2 * P, K, generator=g, dtype=torch.float64)
+    on1 = torch.rand(n, P, 1, generator=g) > 0.4
+    on = torch.cat([on1, on1], 1)
+    Y = torch.randn(n, K, generator=g, dtype=torch.float64)
+    tau0 = torch.randn(n, K, generator=g, dtype=torch.float64)
+    for t0 in (None, tau0):  # cold (sorting) and warm (Newton) paths
+        Z, _ = A.zstep(C, on, Y, kappa, t0)
+        for k in range(n):
+            for c in range(K):
+                o = on[k, :, 0].numpy()
+                z = cp.Variable(2 * P)
+                s = np.r_[np.ones(P), -np.ones(P)] * o
+                cons = [z[i] >= 0 if o[i] else z[i] <= 0 for i in range(2 * P)]
+                fit = cp.sum_squares(s @ z - float(Y[k, c])) / (2 * kappa)
+                obj = fit + 0.5 * cp.sum_squares(z - C[k, :, c].numpy())
+                cp.Problem(cp.Minimize(obj), cons).solve(solver="CLARABEL")
+                assert np.abs(z.value - Z[k, :, c].numpy()).max() < 1e-6
+
+
+def test_split_dual_bound_is_the_certificate_bound(diabetes):
+    """split_dual_bound (one product for all blocks) equals certificates.dual_value_relu on the same (Λ, μ)."""
+    from convexnn.ops import certificates
+
+    A = _admm_module()
+    X, y = diabetes
+    pb, _ = _problem(X[:100], y[:100], "relu", "squared", gates=6)
+    g = torch.Generator().manual_seed(1)
+    Lam = torch.randn(pb.n, 1, generator=g, dtype=torch.float64) / pb.n
+    Mu = torch.randn(pb.n, 2 * pb.P, 1, generator=g, dtype=torch.float64) / pb.n
+    D2 = torch.cat([pb.D, pb.D], 1)
+    sgn = torch.cat([torch.ones(pb.P), -torch.ones(pb.P)]).double()
+    ours = A.split_dual_bound(pb.X, D2, sgn, pb.Y, Lam, Mu, pb.alpha)
+    ref = certificates.dual_value_relu(pb.X, pb.D, pb.Y, Lam, Mu[:, :pb.P], Mu[:, pb.P:], pb.alpha, "squared")
+    assert float(ours) == pytest.approx(float(ref), rel=1e-12)
+
+
+def test_prediction_split_brackets_the_optimum(breast_cancer):
+    """Whatever the prediction split reaches, its point is feasible and its certificate brackets CVXPY's optimum."""
+    X, y = breast_cancer
+    pb, _ = _problem(X[:200], y[:200], "relu", "squared", gates=15)
+    opt = _reference(("bc200", "relu", "squared"), pb)
+    for dtype in (None, torch.float32):
+        res = solve(pb, solver="admm", splitting="prediction", tol=1e-8, max_iter=400, iter_dtype=dtype)
+        cert = res.certificate
+        assert res.info["strategy"] == "prediction-split"
+        assert cert.dual <= opt * (1 + 1e-7)
+        assert cert.primal >= opt * (1 - 1e-9)
+        assert cert.relative_gap < 1.0
+        assert float(pb.objective(res.V, res.W).sum()) == pytest.approx(cert.primal, rel=1e-12)
+        for B in (res.V, res.W):
+            assert float(((2 * pb.D - 1)[:, :, None] * (pb.X @ B.permute(1, 0, 2).reshape(pb.d, -1))
+                          .reshape(pb.n, pb.P, pb.K)).min()) >= -1e-12
+
+
+def test_prediction_split_checks_memory_first(diabetes):
+    X, y = diabetes
+    pb, _ = _problem(X[:100], y[:100], "relu", "squared", gates=6)
+    with pytest.raises(MemoryError, match="memory_limit"):
+        solve(pb, solver="admm", splitting="prediction", memory_limit=1000)

@@ -1,0 +1,137 @@
+"""Issue 3's scaling figures: ADMM (prediction split) for (C) with the squared loss on Fashion-MNIST.
+
+Problem: Fashion-MNIST train images, pixels scaled to [0, 1] (no standardisation), an intercept column,
+labels ±1, P Gaussian gates (seed 0), alpha as given. Two kinds of rows:
+
+- ``pair`` (default): one two-class pair (``--pair 7 9`` = sneaker vs ankle boot: label +1 for the first class),
+  12000 rows, or a random subset of ``--n`` rows (seed 0);
+- ``all``: n rows drawn from all 60000 (seed 0), label +1 for classes 5–9 (sandal, shirt, sneaker, bag,
+  ankle boot), −1 for classes 0–4.
+
+``--mode target`` runs :func:`convexnn.solvers.admm.admm_relu_split` once until the certificate's relative gap
+is ≤ ``--tol`` or ``--max-time`` seconds and reports the time to each gap level reached, the iterations,
+the mean time per iteration and the non-zero blocks. ``--mode scaling`` measures the time per iteration
+(``--iters`` iterations, certificate only at the end) for each n in ``--ns`` (rows from ``all``) and each P
+in ``--Ps`` (rows of the pair). ``--device cuda`` and ``--synthetic N`` (Gaussian X of N × ``--d``, labels
+sign of a random ReLU network) are for a GPU machine.
+
+    python benchmarks/bench_scaling.py --mode target --threads 1 --out results/scaling_target_1t.json
+    python benchmarks/bench_scaling.py --mode scaling --out results/scaling.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+
+import numpy as np
+import torch
+from _common import emit, machine_info
+
+from convexnn.datasets import load_fashion_mnist, to_pm1
+from convexnn.ops import operators
+from convexnn.ops.patterns import add_intercept, patterns_from_gates, sample_gates
+from convexnn.solvers.problem import ConvexProblem
+
+admm_mod = importlib.import_module("convexnn.solvers.admm")
+
+
+def build(rows: str, n: int | None, P: int, alpha: float, pair: tuple[int, int], device: str,
+          synthetic_d: int = 100) -> ConvexProblem:
+    if rows == "pair":
+        X, y = load_fashion_mnist("train", classes=pair, n=n, seed=0)
+        y = to_pm1(y, pair[0])
+    elif rows == "all":
+        X, y = load_fashion_mnist("train", n=n, seed=0)
+        y = np.where(y >= 5, 1.0, -1.0)
+    else:  # synthetic
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((n, synthetic_d))
+        y = np.sign(np.maximum(X @ rng.standard_normal((synthetic_d, 20)), 0) @ rng.standard_normal(20) + 1e-12)
+    Xa = add_intercept(X)
+    D, H = patterns_from_gates(Xa, sample_gates(Xa.shape[1], P, 0))
+
+    def t(a):
+        return torch.as_tensor(a, dtype=torch.float64, device=device)
+
+    return ConvexProblem(t(Xa), t(y[:, None]), t(D), t(H), alpha, "squared", "relu")
+
+
+def nonzero_blocks(res) -> int:
+    return int((operators.group_norms(res.V) > 0).sum() + (operators.group_norms(res.W) > 0).sum())
+
+
+def run_target(args, dtype) -> dict:
+    pb = build(args.rows, args.n, args.P, args.alpha, tuple(args.pair), args.device)
+    t0 = time.perf_counter()
+    res = admm_mod.admm_relu_split(pb, tol=args.tol, max_iter=args.max_iter, check_every=args.check_every,
+                                   max_time=args.max_time, iter_dtype=dtype)
+    wall = time.perf_counter() - t0
+    reached = {}
+    for level in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6):
+        hit = next((h for h in res.history if h["relative_gap"] <= level), None)
+        reached[f"{level:g}"] = None if hit is None else {"seconds": hit["seconds"], "iteration": hit["iteration"]}
+    return {
+        "n": pb.n, "d": pb.d, "P": pb.P, "alpha": args.alpha, "wall_seconds": wall, "iterations": res.n_iter,
+        "seconds_per_iteration_incl_checks": wall / max(res.n_iter, 1), "converged": res.converged,
+        "certificate": res.certificate.as_dict(), "time_to_relative_gap": reached,
+        "nonzero_blocks": nonzero_blocks(res), "blocks_total": 2 * pb.P, "rho": res.info["rho"],
+        "rho_z": res.info["rho_z"], "history": res.history,
+    }
+
+
+def run_per_iteration(rows: str, n: int | None, P: int, args, dtype) -> dict:
+    pb = build(rows, n, P, args.alpha, tuple(args.pair), args.device, args.d)
+    admm_mod.admm_relu_split(pb, max_iter=2, check_every=10**9, iter_dtype=dtype)  # warm-up
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    res = admm_mod.admm_relu_split(pb, max_iter=args.iters, check_every=10**9, iter_dtype=dtype)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    return {"rows": rows, "n": pb.n, "d": pb.d, "P": pb.P, "iterations": args.iters, "wall_seconds": wall,
+            "seconds_per_iteration": wall / args.iters,
+            "note": "wall includes setup (d×d Cholesky) and one certificate",
+            "relative_gap_at_end": res.certificate.relative_gap}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", choices=("target", "scaling"), default="target")
+    ap.add_argument("--rows", choices=("pair", "all", "synthetic"), default="pair")
+    ap.add_argument("--pair", type=int, nargs=2, default=(7, 9))
+    ap.add_argument("--n", type=int, default=None)
+    ap.add_argument("--P", type=int, default=100)
+    ap.add_argument("--alpha", type=float, default=1e-2)
+    ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--max-time", type=float, default=60.0)
+    ap.add_argument("--max-iter", type=int, default=100000)
+    ap.add_argument("--check-every", type=int, default=10)
+    ap.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="dtype of the iteration")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--ns", type=int, nargs="*", default=[3000, 12000, 30000, 60000])
+    ap.add_argument("--Ps", type=int, nargs="*", default=[50, 100, 200, 500, 1000])
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--d", type=int, default=100, help="columns of the synthetic X")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
+    out = {"benchmark": "bench_scaling", "machine": machine_info(), "settings": settings,
+           "problem": "(C), squared loss, Fashion-MNIST pixels/255 + intercept, labels ±1, Gaussian gates seed 0",
+           "solver": "convexnn.solvers.admm.admm_relu_split (prediction split), certificate in float64"}
+    if args.mode == "target":
+        out["target"] = run_target(args, dtype)
+    else:
+        rows_n = "synthetic" if args.rows == "synthetic" else "all"
+        out["by_n"] = [run_per_iteration(rows_n, n, args.P, args, dtype) for n in args.ns]
+        out["by_P"] = [run_per_iteration("pair", args.n, P, args, dtype) for P in args.Ps]
+    emit(out, args.out)
+
+
+if __name__ == "__main__":
+    main()
