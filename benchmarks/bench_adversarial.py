@@ -1,8 +1,9 @@
 """Convex adversarial training against standard convex training and PGD adversarial training (Adam).
 
     python benchmarks/bench_adversarial.py [--eps 0.05 0.1] [--n-eval 500] [--time-limit 2]
-                                           [--robust-time 150] [--fashion-classes 7 9] [--out FILE]
-                                           [--quick]
+                                           [--robust-time 150] [--init-iters 1000] [--fashion-classes 7 9]
+                                           [--datasets mnist fashion] [--models a b c [b2]] [--no-study]
+                                           [--out FILE [--append]] [--quick]
 
 For MNIST 3 vs 5 (train: the 1000 3/5 images of mnist-5k; test: the 1902 3/5 images of the MNIST test
 set) and a Fashion-MNIST pair (default 7 sneaker vs 9 ankle boot; train: 1000 random images of the
@@ -18,8 +19,14 @@ pair from the training set; test: the 2000 test images of the pair), pixels in [
     the first-layer weights of the PGD-trained network (c) as directions, re-biased by
     :func:`convexnn.solvers.robust.robust_gates` so that every gate keeps its activation on the whole
     ε-box around every training point of the class its block votes against (on the other class the
-    original neuron's pattern is kept: :func:`convexnn.solvers.robust.robust_patterns`); time budget
-    ``--robust-time`` seconds, the certificate (primal, dual, relative gap) is reported;
+    original neuron's pattern is kept: :func:`convexnn.solvers.robust.robust_patterns`). The solve starts
+    from ``--init-iters`` Adam steps on the exact-penalty form of the program, repaired to exact
+    feasibility (``init="penalty"``; from zero, 100 PDHG iterations on MNIST gave an objective worse than
+    the zero network), then PDHG until the time budget ``--robust-time`` seconds (checked every 50
+    iterations, after the start, which is not time-limited); the certificate (primal, dual, relative gap)
+    is reported. This variant uses information from (c): the directions of its neurons.
+(b2) (``--models ... b2``) the same with the neurons of the standard convex network (a) as directions:
+    independent of (c).
 (c) PGD adversarial training with Adam (:func:`convexnn.baselines.train_adam_pgd`): width 100, logistic
     loss, alpha 1e-4, 10 PGD steps from a random start, ε ramped up over the first 30% of 60 epochs,
     mini-batches of 50.
@@ -35,7 +42,9 @@ gates are strictly robust (their robust cone has an interior, so their blocks ca
 Gaussian gates and for the PGD network's neurons, raw and re-biased, under constraints "all" (the exact
 program of MATH.md §9) and "opposing", and one solve of the exact "all" program with re-biased gates.
 
-Prints one JSON document (machine, settings, tables); ``--out`` also writes it to a file.
+Prints one JSON document (machine, settings, tables); ``--out`` also writes it to a file (``--append``
+merges the run into an existing file: data sets, radii and models are added, the command of each run kept
+under "runs"). ``--datasets`` / ``--models`` run a part of the table (the "goal" entry needs b and c).
 """
 
 from __future__ import annotations
@@ -141,19 +150,23 @@ def conservativeness(X, y, eps, net_c, seed: int) -> dict:
     return out
 
 
-def robust_fit(X, y, eps, net_c, constraints: str, max_time: float, max_iter: int) -> tuple:
+def robust_fit(X, y, eps, net_src, constraints: str, max_time: float, max_iter: int, init_iters: int) -> tuple:
+    """Convex adversarial training with the patterns of robust_patterns(first layer of ``net_src``)."""
     Xa = patterns.add_intercept(X)
-    D, H = robust_patterns(X, y, eps, net_c.W1, net_c.b1, roles=np.sign(net_c.w2), box=BOX,
+    D, H = robust_patterns(X, y, eps, net_src.W1, net_src.b1, roles=np.sign(net_src.w2), box=BOX,
                            constraints=constraints)
     t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
     pb = ConvexProblem(t(Xa), t(y[:, None]), t(D), t(H), 1e-3, "hinge")
     res = robust_solve(pb, eps, "inf", box=BOX, constraints=constraints, tol=1e-4, max_iter=max_iter,
-                       check_every=100, max_time=max_time, direction_iters=100)
+                       check_every=50, max_time=max_time, direction_iters=100,
+                       init="penalty" if init_iters > 0 else "zeros", init_iters=init_iters)
     net = blocks_to_network(res.V, res.W)
     info = {
         "patterns": int(pb.P),
         "width": int(net.width),
-        "iterations": int(res.n_iter),
+        "init_penalty_adam_steps": int(init_iters),
+        "pdhg_iterations": int(res.n_iter),
+        "seconds": round(float(res.info["seconds"]), 1),
         "certificate": res.certificate.as_dict(),
         "dropped_blocks": res.info["dropped_blocks"],
         "zeroed_blocks": res.info["zeroed_blocks"],
@@ -178,29 +191,46 @@ def run_dataset(name: str, X, y, Xt, yt, args) -> dict:
     net_a = clf.network_
     out["standard_convex"] = {"width": int(net_a.width), "certificate": clf.certificate_.as_dict(),
                               "iterations": int(clf.n_iter_)}
+    models = set(args.models)
     for eps in args.eps:
         row: dict = {}
-        with timer(tm, f"train_pgd_adam_eps{eps}"):
-            rc = train_adam_pgd(X, y, 100, 1e-4, "logistic", eps=eps, box=BOX, epochs=args.epochs,
-                                batch_size=50, seed=args.seed, n_threads=args.threads)
-        net_c = rc.network
-        with timer(tm, f"train_convex_adversarial_eps{eps}"):
-            net_b, binfo = robust_fit(X, y, eps, net_c, "opposing", args.robust_time, args.robust_iter)
+        if models & {"b", "c"}:
+            with timer(tm, f"train_pgd_adam_eps{eps}"):
+                rc = train_adam_pgd(X, y, 100, 1e-4, "logistic", eps=eps, box=BOX, epochs=args.epochs,
+                                    batch_size=50, seed=args.seed, n_threads=args.threads)
+            net_c = rc.network
+        if "b" in models:
+            with timer(tm, f"train_convex_adversarial_eps{eps}"):
+                net_b, binfo = robust_fit(X, y, eps, net_c, "opposing", args.robust_time, args.robust_iter,
+                                          args.init_iters)
+        if "b2" in models:  # the same, with the neurons of the standard convex network (a): independent of (c)
+            with timer(tm, f"train_convex_adversarial_from_a_eps{eps}"):
+                net_b2, b2info = robust_fit(X, y, eps, net_a, "opposing", args.robust_time, args.robust_iter,
+                                            args.init_iters)
         with timer(tm, f"evaluate_eps{eps}"):
-            row["a_standard_convex"] = evaluate(net_a, Xt, yt, Xe, ye, eps, args.time_limit, args.seed)
-            row["b_convex_adversarial"] = evaluate(net_b, Xt, yt, Xe, ye, eps, args.time_limit, args.seed)
-            row["b_convex_adversarial"]["solver"] = binfo
-            row["c_pgd_adam"] = evaluate(net_c, Xt, yt, Xe, ye, eps, args.time_limit, args.seed)
-            row["c_pgd_adam"]["width"] = int(net_c.width)
-        b, c = row["b_convex_adversarial"], row["c_pgd_adam"]
-        row["goal"] = {
-            "b_certified_above_c": b["certified_accuracy"] > c["certified_accuracy"],
-            "b_clean_within_3_points_of_c": b["clean_accuracy"] >= c["clean_accuracy"] - 0.03,
-        }
-        if args.study and name == "mnist_3_vs_5":
+            if "a" in models:
+                row["a_standard_convex"] = evaluate(net_a, Xt, yt, Xe, ye, eps, args.time_limit, args.seed)
+            if "b" in models:
+                row["b_convex_adversarial"] = evaluate(net_b, Xt, yt, Xe, ye, eps, args.time_limit, args.seed)
+                row["b_convex_adversarial"]["solver"] = binfo
+            if "b2" in models:
+                row["b2_convex_adversarial_from_a"] = evaluate(net_b2, Xt, yt, Xe, ye, eps, args.time_limit,
+                                                               args.seed)
+                row["b2_convex_adversarial_from_a"]["solver"] = b2info
+            if "c" in models:
+                row["c_pgd_adam"] = evaluate(net_c, Xt, yt, Xe, ye, eps, args.time_limit, args.seed)
+                row["c_pgd_adam"]["width"] = int(net_c.width)
+        if {"b", "c"} <= models:
+            b, c = row["b_convex_adversarial"], row["c_pgd_adam"]
+            row["goal"] = {
+                "b_certified_above_c": b["certified_accuracy"] > c["certified_accuracy"],
+                "b_clean_within_3_points_of_c": b["clean_accuracy"] >= c["clean_accuracy"] - 0.03,
+            }
+        if args.study and name == "mnist_3_vs_5" and "c" in models:
             with timer(tm, f"study_eps{eps}"):
                 study = {"strictly_robust_gates": conservativeness(X, y, eps, net_c, args.seed)}
-                net_all, ainfo = robust_fit(X, y, eps, net_c, "all", args.robust_time / 2, args.robust_iter)
+                net_all, ainfo = robust_fit(X, y, eps, net_c, "all", args.robust_time / 2, args.robust_iter,
+                                           args.init_iters)
                 study["exact_program_all_constraints"] = evaluate(net_all, Xt, yt, Xe, ye, eps, args.time_limit,
                                                                   args.seed)
                 study["exact_program_all_constraints"]["solver"] = ainfo
@@ -208,7 +238,15 @@ def run_dataset(name: str, X, y, Xt, yt, args) -> dict:
         out["table"][f"eps={eps}"] = row
         print(f"[bench_adversarial] {name} eps={eps}: " + json.dumps(
             {k: {kk: v[kk] for kk in ("clean_accuracy", "pgd_accuracy", "certified_accuracy")}
-             for k, v in row.items() if k[:2] in ("a_", "b_", "c_")}), file=sys.stderr, flush=True)
+             for k, v in row.items() if k[:2] in ("a_", "b_", "c_", "b2")}), file=sys.stderr, flush=True)
+    return out
+
+
+def _merge(old: dict, new: dict) -> dict:
+    """Recursive dict merge (new wins on leaves): adds a run's data sets / radii / models to a file."""
+    out = dict(old)
+    for k, v in new.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -219,6 +257,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--time-limit", type=float, default=2.0, help="MILP seconds per point")
     ap.add_argument("--robust-time", type=float, default=150.0, help="seconds per convex adversarial solve")
     ap.add_argument("--robust-iter", type=int, default=5000)
+    ap.add_argument("--init-iters", type=int, default=1000,
+                    help="Adam steps of the exact-penalty start of robust_solve (0: PDHG from zero)")
+    ap.add_argument("--models", nargs="+", choices=["a", "b", "b2", "c"], default=["a", "b", "c"],
+                    help="b2: convex adversarial training with the neurons of (a) instead of (c)")
+    ap.add_argument("--datasets", nargs="+", choices=["mnist", "fashion"], default=["mnist", "fashion"])
+    ap.add_argument("--append", action="store_true",
+                    help="merge the datasets run into an existing --out file (one JSON per data set run)")
     ap.add_argument("--fista-iter", type=int, default=3000)
     ap.add_argument("--epochs", type=int, default=60, help="PGD-Adam epochs")
     ap.add_argument("--fashion-classes", type=int, nargs=2, default=[7, 9])
@@ -231,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if args.quick:
         args.eps, args.n_eval, args.robust_time, args.epochs, args.study = [0.1], 100, 30.0, 10, False
-        args.fista_iter = 300
+        args.fista_iter, args.init_iters = 300, 200
     if certify is None:
         raise SystemExit("convexnn.robustness (pgd_attack, certify) is needed")
     torch.set_num_threads(args.threads)
@@ -242,12 +287,14 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {
             "eps": args.eps, "norm": "inf", "box": list(BOX), "n_eval": args.n_eval,
             "milp_time_limit_s": args.time_limit, "robust_time_budget_s": args.robust_time,
-            "robust_max_iter": args.robust_iter, "pgd_adam_epochs": args.epochs, "threads": args.threads,
+            "robust_max_iter": args.robust_iter, "robust_init_penalty_adam_steps": args.init_iters,
+            "pgd_adam_epochs": args.epochs, "threads": args.threads,
             "seed": args.seed,
             "standard_convex": "ConvexReLUClassifier(kind='gated', loss='logistic', alpha=1e-3, n_patterns=50, "
                                f"tol=1e-4, max_iter={args.fista_iter}) (FISTA), network_ = its cone split",
             "convex_adversarial": "robust_solve(loss='hinge', alpha=1e-3, norm='inf', box=(0,1), "
-                                  "constraints='opposing', tol=1e-4); gates = robust_gates(PGD network (c))",
+                                  "constraints='opposing', tol=1e-4, init='penalty'); patterns = "
+                                  "robust_patterns(first layer of the PGD network (c))",
             "pgd_adam": "train_adam_pgd(width=100, loss='logistic', alpha=1e-4, pgd_steps=10, ramp=0.3, "
                         "batch_size=50, lr=1e-3)",
             "attack": "pgd_attack(steps=50, restarts=10, box=(0,1))",
@@ -255,15 +302,27 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "datasets": {},
     }
-    X, y = load_mnist_5k(classes=(3, 5))
-    Xt, yt = load_mnist_test(classes=(3, 5))
-    result["datasets"]["mnist_3_vs_5"] = run_dataset("mnist_3_vs_5", X, to_pm1(y, 5), Xt, to_pm1(yt, 5), args)
-    a, b = args.fashion_classes
-    X, y = load_fashion_mnist("train", classes=(a, b), n=args.n_fashion, seed=args.seed)
-    Xt, yt = load_fashion_mnist("test", classes=(a, b))
-    result["datasets"][f"fashion_mnist_{a}_vs_{b}"] = run_dataset(
-        f"fashion_mnist_{a}_vs_{b}", X, to_pm1(y, b), Xt, to_pm1(yt, b), args)
+    if "mnist" in args.datasets:
+        X, y = load_mnist_5k(classes=(3, 5))
+        Xt, yt = load_mnist_test(classes=(3, 5))
+        result["datasets"]["mnist_3_vs_5"] = run_dataset("mnist_3_vs_5", X, to_pm1(y, 5), Xt, to_pm1(yt, 5), args)
+    if "fashion" in args.datasets:
+        a, b = args.fashion_classes
+        X, y = load_fashion_mnist("train", classes=(a, b), n=args.n_fashion, seed=args.seed)
+        Xt, yt = load_fashion_mnist("test", classes=(a, b))
+        result["datasets"][f"fashion_mnist_{a}_vs_{b}"] = run_dataset(
+            f"fashion_mnist_{a}_vs_{b}", X, to_pm1(y, b), Xt, to_pm1(yt, b), args)
     result["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    result["command"] = "python benchmarks/bench_adversarial.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.append and args.out and os.path.exists(args.out):
+        with open(args.out) as fh:
+            old = json.load(fh)
+        runs = old.get("runs", [old])
+        merged = dict(old)
+        merged["datasets"] = _merge(old.get("datasets", {}), result["datasets"])
+        merged["runs"] = [{k: v for k, v in r.items() if k != "datasets"} for r in runs] + [
+            {k: v for k, v in result.items() if k != "datasets"}]
+        result = merged
     text = json.dumps(result, indent=2, default=lambda o: float(o) if np.isscalar(o) else str(o))
     print(text)
     if args.out:

@@ -43,6 +43,17 @@ point's label must keep their pattern on its ball. Then y_j f(x_j + δ) ≥ y_j 
 the ball, and the data term is an *upper bound* (no longer the exact value) on the worst-case training
 loss of the returned network; the objective is still an upper bound on its adversarial training
 objective. It keeps half the constraints, which matters on image data (see :func:`robust_gates`).
+(Checked against an exact convex worst-case computation in tests/test_robust_training.py.)
+
+What it does *not* guarantee, in both modes: (i) the bounds are about the training points only —
+robustness at test points is not implied and must be checked separately (e.g. by
+``convexnn.robustness.certify(method="exact")``, which is independent of this program); (ii) the patterns
+(and, with ``drop_empty``, the set of usable blocks) are fixed, so ``certificate.dual`` bounds the optimum
+of the robust program *over these patterns*, not the min-max problem over all networks; (iii) when the
+solver stops on its time or iteration budget the returned point is feasible and its objective is still
+a valid upper bound, but the gap to the dual bound may be large (on 784-feature image problems with
+the default budgets of ``benchmarks/bench_adversarial.py`` it is: the dual bound is then close to 0 and
+says little).
 
 The solver
 ----------
@@ -880,7 +891,9 @@ def robust_solve(
         ReLU program; X with its ones column last when ``intercept``). Binary or one-vs-rest targets.
     eps, norm : radius ε > 0 and ball, "inf" or 2.
     tol : stop when the certificate's relative gap ≤ tol.
-    max_iter, max_time : iteration and wall-clock limits (the best certified point is returned).
+    max_iter, max_time : iteration and wall-clock limits (the best certified point is returned). The
+        clock starts before the direction search and the ``init`` phase, which are not interrupted: the
+        time is checked at the certificates only, so at least ``check_every`` iterations run after them.
     box : optional (lo, hi) for ℓ∞ with the hinge / logistic losses: the perturbation set is ball ∩ box
         (e.g. (0, 1) for pixels), which is less conservative when many coordinates sit on the box.
     intercept : the last column of X is the ones column (None: detected, True iff it is all ones).
