@@ -60,6 +60,8 @@ class _ConvexReLUBase(BaseEstimator):
         "warm_start": ["boolean"],
         "adversarial_eps": [Interval(numbers.Real, 0, None, closed="left")],
         "adversarial_norm": [StrOptions({"inf", "2"}), Options(numbers.Integral, {2})],
+        "adversarial_gates": [StrOptions({"auto", "standard", "sampled"})],
+        "adversarial_box": [tuple, list, None],
         "verbose": ["verbose"],
     }
 
@@ -81,6 +83,8 @@ class _ConvexReLUBase(BaseEstimator):
         warm_start: bool = False,
         adversarial_eps: float = 0.0,
         adversarial_norm: str | int = "inf",
+        adversarial_gates: str = "auto",
+        adversarial_box: tuple[float, float] | None = None,
         verbose: bool = False,
     ) -> None:
         self.alpha = alpha
@@ -99,6 +103,8 @@ class _ConvexReLUBase(BaseEstimator):
         self.warm_start = warm_start
         self.adversarial_eps = adversarial_eps
         self.adversarial_norm = adversarial_norm
+        self.adversarial_gates = adversarial_gates
+        self.adversarial_box = adversarial_box
         self.verbose = verbose
 
     # --- the pieces of fit -------------------------------------------------------------------------
@@ -161,9 +167,16 @@ class _ConvexReLUBase(BaseEstimator):
                     raise ValueError("adversarial training (adversarial_eps > 0) needs kind='relu'")
                 from convexnn.solvers.robust import robust_solve
 
+                box = self._check_box()
+                constraints, init = "all", "zeros"
+                if self._standard_gates(Y, warm):
+                    D, H, constraints = self._robust_gates_from_standard_fit(X, Y, box)
+                    problem = ConvexProblem(t(Xa), t(Y), t(D), t(H), float(self.alpha), self.loss, self.kind)
+                    init = "penalty"
                 result = robust_solve(problem, float(self.adversarial_eps), self.adversarial_norm,
-                                      tol=float(self.tol), max_iter=int(self.max_iter),
-                                      intercept=self.fit_intercept, callback=callback, warm_start=warm)
+                                      tol=float(self.tol), max_iter=int(self.max_iter), box=box,
+                                      constraints=constraints, init=init, intercept=self.fit_intercept,
+                                      callback=callback, warm_start=warm)
             else:
                 options = {} if self.solver == "cvxpy" else {"callback": callback, "warm_start": warm}
                 result = solve(problem, solver=self.solver, tol=float(self.tol), max_iter=int(self.max_iter),
@@ -175,6 +188,61 @@ class _ConvexReLUBase(BaseEstimator):
                 ConvergenceWarning, stacklevel=3,
             )
         self._set_solution(result, Xa, H)
+
+    # --- adversarial training: patterns chosen for robustness -----------------------------------------
+    def _check_box(self) -> tuple[float, float] | None:
+        box = self.adversarial_box
+        if box is None:
+            return None
+        try:
+            lo, hi = (float(v) for v in box)
+        except (TypeError, ValueError):
+            raise ValueError(f"adversarial_box must be a pair (lo, hi) of numbers, got {box!r}") from None
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise ValueError(f"adversarial_box must be finite with lo < hi, got {box!r}")
+        return lo, hi
+
+    def _standard_gates(self, Y: np.ndarray, warm) -> bool:
+        """Whether adversarial training picks its patterns from a standard fit (see the class docstring)."""
+        mode = self.adversarial_gates
+        possible = Y.shape[1] == 1 and self.fit_intercept and self.gate_vectors is None and warm is None
+        if mode == "standard" and not possible:
+            raise ValueError("adversarial_gates='standard' needs one output (binary classification or one "
+                             "regression target), fit_intercept=True and no gate_vectors; use 'sampled'")
+        return mode == "standard" or (mode == "auto" and possible)
+
+    def _robust_gates_from_standard_fit(self, X: np.ndarray, Y: np.ndarray,
+                                        box: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray, str]:
+        """Patterns (D, H) for the robust program from the neurons of a standard (non-robust) convex fit.
+
+        The fixed-pattern robust program (MATH.md §9) forces a block to zero as soon as one constrained
+        training point lies within ε of every hyperplane realising its pattern; sampled Gaussian gates
+        almost always have such points on image data. So: fit the gated program (FISTA; logistic loss for
+        classification, squared for regression) with the same alpha and gates, take the neurons of its
+        network as directions, and move each threshold just outside the ε-intervals of the points its
+        block is constrained by (:func:`convexnn.solvers.robust.robust_patterns`). For classification
+        only the neurons voting against a point's label are constrained ("opposing"; the objective is
+        then a sound upper bound of the worst-case training loss), for regression all ("all", exact).
+        """
+        from sklearn.base import clone
+
+        from convexnn.solvers.robust import robust_patterns
+
+        smooth = "squared" if self.loss == "squared" else "logistic"
+        pre = clone(self).set_params(adversarial_eps=0.0, kind="gated", loss=smooth, solver="auto",
+                                     tol=max(float(self.tol), 1e-4), warm_start=False, verbose=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            pre._fit_targets(X, Y)
+        net = pre.network_
+        constraints = "all" if self.loss == "squared" else "opposing"
+        D, H = robust_patterns(X, Y[:, 0], float(self.adversarial_eps), net.W1, net.b1,
+                               roles=np.sign(np.asarray(net.w2).reshape(-1)), norm=self.adversarial_norm,
+                               box=box, constraints=constraints)
+        if D.shape[1] == 0:
+            raise ValueError("no robust pattern could be built from the standard fit; use "
+                             "adversarial_gates='sampled'")
+        return D, H, constraints
 
     def _set_solution(self, result: SolverResult, Xa: np.ndarray, H: np.ndarray) -> None:
         V = result.V.detach().cpu().double().numpy()
@@ -292,8 +360,15 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
         gates and start the solver from the previous solution.
     adversarial_eps, adversarial_norm : convex adversarial training (kind="relu"): the robust program of
         MATH.md §9 over balls of radius eps ("inf" or 2) around the training points, solved by
-        :func:`convexnn.solvers.robust.robust_solve`. Every neuron keeps its pattern on every ball, so
-        ``objective_`` is exactly the returned network's worst-case training loss plus weight decay.
+        :func:`convexnn.solvers.robust.robust_solve`. With sampled or given gates every neuron keeps its
+        pattern on every ball, so ``objective_`` is exactly the returned network's worst-case training
+        loss plus weight decay; with ``adversarial_gates="standard"`` and a classification loss it is a
+        sound upper bound of it (README, "Robustness").
+    adversarial_gates : "sampled" (the gates above), "standard" (patterns from the neurons of a standard
+        convex fit, re-biased to be robust: much less conservative on real data), or "auto" ("standard"
+        when possible: one output, fit_intercept, no gate_vectors, no warm start).
+    adversarial_box : optional input box (lo, hi), e.g. (0, 1) for pixels: the perturbation set is the
+        ball ∩ box (ℓ∞ with the hinge / logistic losses).
     verbose : print the certificate as the solver runs.
 
     Attributes

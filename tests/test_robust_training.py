@@ -5,6 +5,7 @@ formula of §9 against a brute-force maximisation over the ball for the recovere
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -270,3 +271,41 @@ def test_opposing_objective_bounds_exact_worst_case_loss():
     # the clean margins of the network are at least the program's (relu(z) ≥ d·z)
     A = (pb.D.numpy()[:, :, None] * np.einsum("nd,pdk->npk", pb.X.numpy(), (res.V - res.W).numpy())).sum(1)[:, 0]
     assert np.all(y * net.forward(X) >= y * A - 1e-9)
+
+
+def test_estimator_standard_gates_objective_bounds_exact_worst_case():
+    """ConvexReLUClassifier(adversarial_gates="standard"): patterns from a standard fit, 'opposing'
+    constraints; the reported objective bounds the network's exact worst-case hinge loss + weight decay
+    over ball ∩ box (computed per sample by CVXPY), and the network is not trivial."""
+    from sklearn.datasets import load_digits
+
+    from convexnn import ConvexReLUClassifier
+
+    X, y = load_digits(return_X_y=True)
+    keep = (y == 3) | (y == 8)
+    X, y = X[keep][:40] / 16.0, y[keep][:40]
+    eps, box = 0.05, (0.0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = ConvexReLUClassifier(loss="hinge", n_patterns=10, alpha=1e-2, adversarial_eps=eps,
+                                   adversarial_box=box, adversarial_gates="standard", max_iter=3000,
+                                   tol=1e-5).fit(X, y)
+    net = est.network_
+    assert net.width > 0 and net.penalty() > 0
+    ypm = np.where(y == est.classes_[1], 1.0, -1.0)
+    worst = np.maximum(0.0, 1.0 - exact_min_margin(net, X, ypm, eps, box))
+    exact_obj = worst.mean() + 1e-2 * net.penalty()
+    assert exact_obj <= est.objective_ + 1e-7
+    assert est.certificate_.dual <= est.certificate_.primal
+
+
+def test_estimator_adversarial_options_are_validated():
+    from sklearn.datasets import load_iris
+
+    from convexnn import ConvexReLUClassifier
+
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match="adversarial_gates='standard' needs one output"):
+        ConvexReLUClassifier(adversarial_eps=0.1, adversarial_gates="standard", n_patterns=3).fit(X, y)
+    with pytest.raises(ValueError, match="adversarial_box"):
+        ConvexReLUClassifier(adversarial_eps=0.1, adversarial_box=(1.0, 0.0), n_patterns=3).fit(X, y == 0)
