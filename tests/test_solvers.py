@@ -237,3 +237,20 @@ def test_prediction_split_checks_memory_first(diabetes):
     pb, _ = _problem(X[:100], y[:100], "relu", "squared", gates=6)
     with pytest.raises(MemoryError, match="memory_limit"):
         solve(pb, solver="admm", splitting="prediction", memory_limit=1000)
+
+
+def test_cvxpy_certificate_is_a_proven_bound(breast_cancer):
+    """cvxpy_solve's certificate comes from our dual bound, not the conic solver's reported value (which
+    can sit above the optimum): its dual never exceeds the optimum certified by solve()."""
+    X, y = breast_cancer
+    Xa = add_intercept(X[:120])
+    D, H = patterns_from_gates(Xa, sample_gates(Xa.shape[1], 8, 1))
+
+    def t(a):
+        return torch.as_tensor(a, dtype=torch.float64)
+
+    for loss in ("squared", "logistic"):
+        pb = ConvexProblem(t(Xa), t(y[:120, None]), t(D), t(H), ALPHA, loss, "relu")
+        ref, ours = cvxpy_solve(pb), solve(pb, tol=1e-9)
+        assert ref.certificate.dual <= ours.certificate.primal + 1e-12
+        assert ref.certificate.relative_gap < 1e-3
