@@ -8,6 +8,7 @@ of the CVXPY + Clarabel optimum, the point exactly cone-feasible, and its certif
 optimum.
 """
 
+import sys
 import time
 
 import pytest
@@ -241,3 +242,119 @@ def test_hinge_certificates_never_overstate_optimality(breast_cancer):
         cert, _ = dual_certificate(pb, V, W, Mu, -Mu, Lam=Lam)
         assert cert.dual <= opt * (1 + 1e-6)
         assert cert.primal >= opt * (1 - 1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the interior-point path with a gap target (what solve(solver="auto") runs for (C)), and its linear algebra
+
+
+def _small_relu(data, loss, rows, gates, seed=0):
+    X, y = data
+    Xa = add_intercept(X[:rows])
+    D, H = patterns_from_gates(Xa, sample_gates(Xa.shape[1], gates, seed))
+
+    def t(a):
+        return torch.as_tensor(a, dtype=torch.float64)
+
+    return ConvexProblem(t(Xa), t(y[:rows, None]), t(D), t(H), ALPHA, loss, "relu")
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_ipm_with_gap_target_against_cvxpy(breast_cancer, loss):
+    """polish(method="ipm", gap_target) from zeros: stops in the interior-point method once certified; the
+    certificate brackets the CVXPY + Clarabel optimum and the objective is within the target of it."""
+    pb = _small_relu(breast_cancer, loss, 150, 12)
+    opt = _cvxpy_optimum(pb)
+    zero = pb.zeros()
+    V, W, cert, info = polish(pb, zero, zero.clone(), method="ipm", gap_target=1e-6, return_info=True)
+    if loss == "squared":  # here the interior-point method certifies the target itself
+        assert info.method == "ipm" and info.newton_iterations == 0
+    if info.method == "ipm":
+        assert info.ipm_gap <= 1e-6
+    else:  # it stalled above the target (rounding): the active-set phase finished the job
+        assert info.method == "ipm+active-set" and info.converged
+    assert cert.relative_gap <= 1e-6
+    assert cert.dual <= opt + 1e-9 * abs(opt)  # sound
+    assert cert.primal <= opt + 2e-6 * abs(opt)  # not worse than Clarabel beyond the target
+    # Clarabel's exponential-cone (logistic) optima are themselves only good to a few 1e-6
+    assert abs(cert.primal - opt) <= (2e-6 if loss == "squared" else 1e-5) * abs(opt)
+    assert float(operators.cone(pb.X, pb.D, V).min()) >= 0.0
+    assert float(operators.cone(pb.X, pb.D, W).min()) >= 0.0
+    # the certificate is the project's own bound at the returned point
+    assert cert.primal == pytest.approx(float(pb.objective(V, W).sum()), rel=1e-12)
+
+
+def test_solve_auto_relu_polishes_from_scratch(breast_cancer):
+    """solve(auto) on a moderate (C) skips the first-order start and matches CVXPY to the tolerance."""
+    from convexnn.solvers import ipm_direct, solve
+
+    pb = _small_relu(breast_cancer, "squared", 120, 10, seed=1)
+    assert ipm_direct(pb)
+    opt = _cvxpy_optimum(pb)
+    res = solve(pb, tol=1e-6)
+    assert res.solver == "polish" and res.converged
+    assert res.certificate.relative_gap <= 1e-6
+    assert res.certificate.dual <= opt + 1e-9 * abs(opt)
+    assert abs(res.certificate.primal - opt) <= 2e-6 * abs(opt)
+    tight = solve(pb, tol=1e-12)  # beyond the interior point's reach: the active-set phase finishes
+    assert tight.certificate.relative_gap <= 1e-9
+    assert tight.certificate.dual <= opt + 1e-9 * abs(opt)
+
+
+def test_relu_dual_bound_matches_certificates_module(breast_cancer):
+    """_relu_dual_bound (used inside the interior-point method) is certificates.dual_value_relu; with
+    projected-gradient refinement it only tightens, and stays below the optimum."""
+    pm = sys.modules["convexnn.solvers.polish"]
+    pb = _small_relu(breast_cancer, "logistic", 100, 8)
+    col = pm._Column(pb, 0)
+    gen = torch.Generator().manual_seed(0)
+    lam = -0.5 * pb.Y[:, 0] / pb.n + 0.1 * torch.randn(pb.n, generator=gen, dtype=torch.float64) / pb.n
+    mu = torch.rand((col.nb, pb.n), generator=gen, dtype=torch.float64) * 1e-3
+    ref = float(certificates.dual_value_relu(pb.X, pb.D, pb.Y, lam[:, None], mu[:pb.P].T[:, :, None],
+                                             mu[pb.P:].T[:, :, None], pb.alpha, pb.loss).sum())
+    b0, _ = pm._relu_dual_bound(col, lam, mu, steps=0)
+    assert b0 == pytest.approx(ref, rel=1e-12, abs=1e-15)
+    b1, mu1 = pm._relu_dual_bound(col, lam, mu, steps=50)
+    assert b1 >= b0 - 1e-15
+    again = float(certificates.dual_value_relu(pb.X, pb.D, pb.Y, lam[:, None], mu1[:pb.P].T[:, :, None],
+                                               mu1[pb.P:].T[:, :, None], pb.alpha, pb.loss).sum())
+    assert again == pytest.approx(b1, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("rows,gates", [(60, 6), (300, 4)])  # mode "n" (n ≤ P·d) and mode "pd" (P·d < n)
+def test_ipm_newton_system_against_dense(breast_cancer, rows, gates):
+    """_IPMSystem.solve (Woodbury through syrk + LAPACK Cholesky) against a dense solve of FᵀΛF + blockdiag S."""
+    pm = sys.modules["convexnn.solvers.polish"]
+    pb = _small_relu(breast_cancer, "logistic", rows, gates)
+    col = pm._Column(pb, 0)
+    n, d, nb = pb.n, pb.d, col.nb
+    gen = torch.Generator().manual_seed(1)
+    A = torch.randn((nb, d, d), generator=gen, dtype=torch.float64)
+    S = A @ A.transpose(1, 2) + 0.1 * torch.eye(d, dtype=torch.float64)
+    lam = torch.rand(n, generator=gen, dtype=torch.float64) / n
+    system = pm._IPMSystem(col, S, lam)
+    assert system.ok and system.mode == ("n" if n <= pb.P * d else "pd")
+    F = torch.cat([col.F(b) for b in range(nb)], dim=1)  # (n, nb·d): a = F vec(x)
+    Hd = F.T @ (lam[:, None] * F) + torch.block_diag(*S)
+    r = torch.randn((nb, d), generator=gen, dtype=torch.float64)
+    ref = torch.linalg.solve(Hd, r.reshape(-1)).reshape(nb, d)
+    got = system.solve(r)
+    assert float((got - ref).abs().max()) <= 1e-8 * float(ref.abs().max())
+
+
+def test_gram_and_cholesky_helpers():
+    pm = sys.modules["convexnn.solvers.polish"]
+    gen = torch.Generator().manual_seed(2)
+    Z = torch.randn((80, 200), generator=gen, dtype=torch.float64)
+    K = pm._gram_rows(Z)
+    ref = Z @ Z.T
+    assert float((torch.tril(K) - torch.tril(ref)).abs().max()) <= 1e-12 * float(ref.abs().max())
+    K.diagonal().add_(1.0)
+    ch = pm._Chol(K)
+    assert ch.ok
+    b = torch.randn((80, 3), generator=gen, dtype=torch.float64)
+    x = ch.solve(b)
+    ref.diagonal().add_(1.0)
+    assert float((ref @ x - b).abs().max()) <= 1e-10
+    bad = -torch.eye(70, dtype=torch.float64)
+    assert not pm._Chol(bad).ok

@@ -9,15 +9,20 @@
 ``solver="auto"`` runs the first-order method for a short budget and then polishes its point (an
 active-set Newton method, with an interior-point start when the point is rough) to near machine
 precision; if polishing does not reach ``tol`` the first-order method continues from where it was.
+For (C) of moderate size (:func:`ipm_direct`) without a warm start it skips the first-order start (whose
+point the interior-point identification does not use) and polishes from scratch; there polishing stops
+as soon as the certificate's relative gap is ≤ ``tol`` (``gap_target`` of :func:`polish`).
 """
 
 from __future__ import annotations
+
+import time
 
 from convexnn.ops import losses
 from convexnn.solvers.admm import admm
 from convexnn.solvers.cvxpy_ref import cvxpy_solve
 from convexnn.solvers.fista import fista
-from convexnn.solvers.polish import polish
+from convexnn.solvers.polish import POLISH_LOSSES, polish
 from convexnn.solvers.problem import Certificate, ConvexProblem, SolverResult
 
 SOLVERS = ("auto", "admm", "fista", "cvxpy")
@@ -39,14 +44,46 @@ def _first_order(problem: ConvexProblem, name: str, tol: float, max_iter: int, *
     return admm(problem, tol=tol, max_iter=max_iter, **options)
 
 
+# (C) is solved by polishing from scratch (interior point, then active set) when one interior-point
+# iteration costs at most this many flops, min(n, P·d)²·max(n, P·d) (see polish._IPMSystem)
+IPM_DIRECT_FLOPS = 2e11
+
+
+def ipm_direct(problem: ConvexProblem) -> bool:
+    """Whether ``solver="auto"`` solves (C) by :func:`polish` from scratch, skipping the first-order start."""
+    if problem.kind != "relu" or problem.loss not in POLISH_LOSSES:
+        return False
+    n, pd = problem.n, problem.P * problem.d
+    return min(n, pd) ** 2 * max(n, pd) <= IPM_DIRECT_FLOPS
+
+
+def _info_dict(pinfo) -> dict:
+    return {k: v for k, v in vars(pinfo).items() if isinstance(v, int | float | str)}
+
+
+def _polish_from_scratch(problem: ConvexProblem, tol: float, callback=None) -> SolverResult:
+    """(C): interior-point identification then active-set Newton, stopping once certified to ``tol``."""
+    t0 = time.perf_counter()
+    zero = problem.zeros()
+    V, W, cert, pinfo = polish(problem, zero, zero.clone(), method="ipm", gap_target=tol, return_info=True)
+    # its iterations: interior-point plus active-set Newton (or barrier) steps
+    its = max(1, pinfo.ipm_iterations + pinfo.newton_iterations)
+    rec = {"iteration": its, "seconds": time.perf_counter() - t0, "stage": "polish", **cert.as_dict()}
+    if callback is not None:
+        callback(rec)
+    return SolverResult(V=V, W=W, certificate=cert, n_iter=its, converged=cert.relative_gap <= tol,
+                        solver="polish", history=[rec], info={"polish": _info_dict(pinfo)})
+
+
 def _polished(problem: ConvexProblem, res: SolverResult, tol: float) -> SolverResult | None:
     """The polished result when it improves the certificate, else None."""
     info = res.info
+    target = tol if problem.kind == "relu" else None
     if "V_raw" in info:  # ADMM: polish from the raw iterate and its multipliers, not the repaired point
         out = polish(problem, info["V_raw"], info["W_raw"], info.get("Nv"), info.get("Nw"),
-                     certificate=res.certificate, return_info=True)
+                     certificate=res.certificate, gap_target=target, return_info=True)
     else:
-        out = polish(problem, res.V, res.W, certificate=res.certificate, return_info=True)
+        out = polish(problem, res.V, res.W, certificate=res.certificate, gap_target=target, return_info=True)
     if out[0] is None:  # (None, info): no improvement, or an unsupported loss
         return None
     V, W, cert, pinfo = out
@@ -56,8 +93,7 @@ def _polished(problem: ConvexProblem, res: SolverResult, tol: float) -> SolverRe
            "stage": "polish", **cert.as_dict()}
     return SolverResult(V=V, W=W, certificate=cert, n_iter=res.n_iter, converged=cert.relative_gap <= tol,
                         solver=f"{res.solver}+polish", history=[*res.history, rec],
-                        info={**res.info, "polish": {k: v for k, v in vars(pinfo).items()
-                                                     if isinstance(v, int | float | str)}})
+                        info={**res.info, "polish": _info_dict(pinfo)})
 
 
 def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_iter: int = 10000,
@@ -74,17 +110,24 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
     if solver != "auto":
         return _first_order(problem, solver, tol, max_iter, **options)
     name = pick_solver(problem.kind, problem.loss)
-    budget = min(max_iter, FIRST_ORDER_BUDGET[problem.kind])
-    res = _first_order(problem, name, tol, budget, **options)
-    if res.converged:
-        return res
-    better = _polished(problem, res, tol)
+    if options.get("warm_start") is None and ipm_direct(problem):
+        res = _polish_from_scratch(problem, tol, options.get("callback"))
+        if res.converged or max_iter <= 0:
+            return res
+        options["warm_start"] = res  # not certified to tol: the first-order method goes on from its point
+        budget, better = 0, None
+    else:
+        budget = min(max_iter, FIRST_ORDER_BUDGET[problem.kind])
+        res = _first_order(problem, name, tol, budget, **options)
+        if res.converged:
+            return res
+        better = _polished(problem, res, tol)
     if better is not None and better.converged:
         return better
     if max_iter > budget:  # polishing did not finish the job: keep iterating from where we are
         options["warm_start"] = better or res
         rest = _first_order(problem, name, tol, max_iter - budget, **options)
-        rest.n_iter += budget
+        rest.n_iter += res.n_iter if budget == 0 else budget
         rest.history = [*res.history, *rest.history]
         res = rest if rest.certificate.relative_gap < (better or res).certificate.relative_gap else (better or res)
         if not res.converged:
@@ -94,4 +137,4 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
 
 
 __all__ = ["SOLVERS", "Certificate", "ConvexProblem", "SolverResult", "admm", "cvxpy_solve", "fista",
-           "pick_solver", "polish", "solve"]
+           "ipm_direct", "pick_solver", "polish", "solve"]
