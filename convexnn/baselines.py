@@ -282,6 +282,29 @@ def _to_network(lin1: torch.nn.Linear, lin2: torch.nn.Linear, K: int) -> TwoLaye
     return TwoLayerReLU(W1=W1, b1=b1, w2=w2[:, 0] if K == 1 else w2)
 
 
+def _init_layers(d: int, width: int, K: int, seed: int, dev: torch.device, dt: torch.dtype,
+                 init: TwoLayerReLU | None) -> tuple[torch.nn.Linear, torch.nn.Linear]:
+    """``Linear(d, width)`` and ``Linear(width, K, bias=False)`` with torch's default initialisation under
+    ``seed``, or the weights of ``init``. Initialised in torch's default dtype (as a user's nn.Linear
+    would be), so that the same seed gives the same starting network whatever dtype training runs in."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        lin1 = torch.nn.Linear(d, width)
+        lin2 = torch.nn.Linear(width, K, bias=False)
+    lin1 = lin1.to(device=dev, dtype=dt)
+    lin2 = lin2.to(device=dev, dtype=dt)
+    if init is not None:
+        if (init.n_features, init.width, init.n_outputs) != (d, width, K):
+            raise ValueError(
+                f"init has (d, m, K) = {(init.n_features, init.width, init.n_outputs)}, expected {(d, width, K)}"
+            )
+        with torch.no_grad():
+            lin1.weight.copy_(torch.as_tensor(init.W1))
+            lin1.bias.copy_(torch.as_tensor(init.b1))
+            lin2.weight.copy_(torch.as_tensor(init.w2.reshape(width, K).T))
+    return lin1, lin2
+
+
 def train_adam(
     X: np.ndarray,
     y: np.ndarray,
@@ -358,24 +381,7 @@ def train_adam(
     bs = n if batch_size is None or batch_size >= n else int(batch_size)
 
     with num_threads(n_threads):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            lin1 = torch.nn.Linear(d, width)
-            lin2 = torch.nn.Linear(width, K, bias=False)
-        # initialised in torch's default dtype (as a user's nn.Linear would be), so that the same seed
-        # gives the same starting network whatever dtype the training runs in
-        lin1 = lin1.to(device=dev, dtype=dt)
-        lin2 = lin2.to(device=dev, dtype=dt)
-        if init is not None:
-            if (init.n_features, init.width, init.n_outputs) != (d, width, K):
-                raise ValueError(
-                    f"init has (d, m, K) = {(init.n_features, init.width, init.n_outputs)}, "
-                    f"expected {(d, width, K)}"
-                )
-            with torch.no_grad():
-                lin1.weight.copy_(torch.as_tensor(init.W1))
-                lin1.bias.copy_(torch.as_tensor(init.b1))
-                lin2.weight.copy_(torch.as_tensor(init.w2.reshape(width, K).T))
+        lin1, lin2 = _init_layers(d, width, K, seed, dev, dt, init)
         params = [lin1.weight, lin1.bias, lin2.weight]
         Xt = torch.as_tensor(X, dtype=dt, device=dev)
         Yt = torch.as_tensor(Y.reshape(n, K), dtype=dt, device=dev)
@@ -661,22 +667,7 @@ def train_adam_pgd(
     bs = n if batch_size is None or batch_size >= n else int(batch_size)
 
     with num_threads(n_threads):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            lin1 = torch.nn.Linear(d, width)
-            lin2 = torch.nn.Linear(width, K, bias=False)
-        lin1 = lin1.to(device=dev, dtype=dt)
-        lin2 = lin2.to(device=dev, dtype=dt)
-        if init is not None:
-            if (init.n_features, init.width, init.n_outputs) != (d, width, K):
-                raise ValueError(
-                    f"init has (d, m, K) = {(init.n_features, init.width, init.n_outputs)}, "
-                    f"expected {(d, width, K)}"
-                )
-            with torch.no_grad():
-                lin1.weight.copy_(torch.as_tensor(init.W1))
-                lin1.bias.copy_(torch.as_tensor(init.b1))
-                lin2.weight.copy_(torch.as_tensor(init.w2.reshape(width, K).T))
+        lin1, lin2 = _init_layers(d, width, K, seed, dev, dt, init)
         params = [lin1.weight, lin1.bias, lin2.weight]
         Xt = torch.as_tensor(X, dtype=dt, device=dev)
         Yt = torch.as_tensor(Y.reshape(n, K), dtype=dt, device=dev)

@@ -27,7 +27,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from convexnn._config import num_threads, resolve_device, resolve_dtype
-from convexnn.network import TwoLayerReLU
+from convexnn.network import TwoLayerReLU, network_from_blocks
 from convexnn.ops import patterns
 from convexnn.solvers import SOLVERS, ConvexProblem, SolverResult, solve
 from convexnn.solvers.problem import KINDS, Certificate
@@ -262,27 +262,8 @@ class _ConvexReLUBase(BaseEstimator):
         self.network_ = self._network_from_blocks(V, W)
 
     def _network_from_blocks(self, V: np.ndarray, W: np.ndarray) -> TwoLayerReLU:
-        """MATH.md §3: each non-zero block v (P, d̃, K) gives a neuron u = v/√‖v‖ with output weight
-        +√‖v‖ (a w block: −√‖v‖) in the block's output column."""
-        K = V.shape[2]
-        rows, outs = [], []
-        for sign, B in ((1.0, V), (-1.0, W)):
-            norms = np.linalg.norm(B, axis=1)  # (P, K)
-            # blocks many orders below the largest are rounding residue, not neurons
-            keep = norms > 1e-14 * max(norms.max(initial=0.0), 1e-300)
-            i_idx, k_idx = np.nonzero(keep)
-            scale = np.sqrt(norms[i_idx, k_idx])
-            rows.append(B[i_idx, :, k_idx] / scale[:, None])
-            out = np.zeros((i_idx.size, K))
-            out[np.arange(i_idx.size), k_idx] = sign * scale
-            outs.append(out)
-        U1 = np.vstack(rows)
-        w2 = np.vstack(outs)
-        if self.fit_intercept:
-            W1, b1 = U1[:, :-1], U1[:, -1]
-        else:
-            W1, b1 = U1, np.zeros(U1.shape[0])
-        return TwoLayerReLU(W1=W1, b1=b1, w2=w2[:, 0] if K == 1 else w2)
+        """MATH.md §3 (:func:`convexnn.network.network_from_blocks`)."""
+        return network_from_blocks(V, W, intercept=self.fit_intercept)
 
     def _raw_predict(self, X: Any) -> np.ndarray:
         """Model outputs (n, K)."""

@@ -115,6 +115,33 @@ class TwoLayerReLU:
         return cls(W1=W1, b1=b1, w2=w2)
 
 
+def network_from_blocks(V: np.ndarray | torch.Tensor, W: np.ndarray | torch.Tensor, intercept: bool = True,
+                        rtol: float = 1e-14) -> TwoLayerReLU:
+    """The two-layer ReLU network of the convex blocks (MATH.md §3).
+
+    V, W : (P, d̃, K) blocks (d̃ = d + 1 with ``intercept``: the last coordinate is the hidden bias). Each
+    non-zero block v gives a neuron u = v/√‖v‖ with output weight +√‖v‖ in the block's output column (a
+    w block: −√‖w‖), so the network's penalty ½(‖u‖² + w2²) equals ‖v‖. Blocks below ``rtol`` times the
+    largest block norm are rounding residue, not neurons. The zero solution gives a width-0 network.
+    """
+    Vn, Wn = (np.asarray(B.detach().cpu().double().numpy() if isinstance(B, torch.Tensor) else B, dtype=np.float64)
+              for B in (V, W))
+    K = Vn.shape[2]
+    top = max(np.linalg.norm(Vn, axis=1).max(initial=0.0), np.linalg.norm(Wn, axis=1).max(initial=0.0), 1e-300)
+    rows, outs = [], []
+    for sign, B in ((1.0, Vn), (-1.0, Wn)):
+        norms = np.linalg.norm(B, axis=1)  # (P, K)
+        i_idx, k_idx = np.nonzero(norms > rtol * top)
+        scale = np.sqrt(norms[i_idx, k_idx])
+        rows.append(B[i_idx, :, k_idx] / scale[:, None])
+        out = np.zeros((i_idx.size, K))
+        out[np.arange(i_idx.size), k_idx] = sign * scale
+        outs.append(out)
+    U1, w2 = np.vstack(rows), np.vstack(outs)
+    W1, b1 = (U1[:, :-1], U1[:, -1]) if intercept else (U1, np.zeros(U1.shape[0]))
+    return TwoLayerReLU(W1=W1, b1=b1, w2=w2[:, 0] if K == 1 else w2)
+
+
 def as_network(model: object) -> TwoLayerReLU:
     """Accept a :class:`TwoLayerReLU`, a fitted estimator (its ``network_``), a torch module
     ``Sequential(Linear, ReLU, Linear)``, or a tuple ``(W1, b1, w2)``."""

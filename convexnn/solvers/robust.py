@@ -1287,28 +1287,13 @@ def robust_patterns(
 
 
 def blocks_to_network(V: torch.Tensor, W: torch.Tensor, intercept: bool = True, rtol: float = 1e-12):
-    """The two-layer ReLU network of blocks V, W (P, d, K) (MATH.md §3): a neuron u = v/√‖v‖ with
-    output weight +√‖v‖ (−√‖w‖ for a w block) in the block's output column; blocks below ``rtol`` times
-    the largest norm are dropped. With ``intercept`` the last coordinate is the hidden bias."""
-    from convexnn.network import TwoLayerReLU
+    """:func:`convexnn.network.network_from_blocks` (blocks below ``rtol`` times the largest norm are
+    dropped), with the zero solution as one dead neuron (the robustness tools need a neuron)."""
+    from convexnn.network import TwoLayerReLU, network_from_blocks
 
-    K = V.shape[2]
-    rows, outs = [], []
-    Vn = V.detach().cpu().double().numpy()
-    Wn = W.detach().cpu().double().numpy()
-    top = max(np.linalg.norm(Vn, axis=1).max(initial=0.0), np.linalg.norm(Wn, axis=1).max(initial=0.0), 1e-300)
-    for sign, B in ((1.0, Vn), (-1.0, Wn)):
-        norms = np.linalg.norm(B, axis=1)
-        i_idx, k_idx = np.nonzero(norms > rtol * top)
-        scale = np.sqrt(norms[i_idx, k_idx])
-        rows.append(B[i_idx, :, k_idx] / scale[:, None])
-        out = np.zeros((i_idx.size, K))
-        out[np.arange(i_idx.size), k_idx] = sign * scale
-        outs.append(out)
-    U1 = np.vstack(rows)
-    w2 = np.vstack(outs)
-    if U1.shape[0] == 0:  # the zero network, as one dead neuron
-        U1 = np.zeros((1, Vn.shape[1]))
-        w2 = np.zeros((1, K))
-    W1, b1 = (U1[:, :-1], U1[:, -1]) if intercept else (U1, np.zeros(U1.shape[0]))
-    return TwoLayerReLU(W1=W1, b1=b1, w2=w2[:, 0] if K == 1 else w2)
+    net = network_from_blocks(V, W, intercept, rtol)
+    if net.width == 0:
+        K = V.shape[2]
+        w2 = np.zeros(1) if K == 1 else np.zeros((1, K))
+        net = TwoLayerReLU(W1=np.zeros((1, net.n_features)), b1=np.zeros(1), w2=w2)
+    return net
