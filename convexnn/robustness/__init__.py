@@ -7,7 +7,8 @@ indices 0..K-1 for K outputs (margin f_y(x) − max_{j≠y} f_j(x)).
 
 * :func:`pgd_attack` — projected gradient attack on the margin (ℓ∞ / ℓ2 ball, box, restarts).
 * :func:`certify` — "certified" / "attacked" / "undecided" per point, with methods "ibp", "crown",
-  "lp" (triangle LP, ℓ∞) and "exact" (MILP, ℓ∞); returns a :class:`CertifyResult`.
+  "lp" (triangle LP; an SOCP for ℓ2) and "exact" (MILP for ℓ∞; branch and bound over SOCPs for ℓ2);
+  returns a :class:`CertifyResult`.
 * :func:`margin_bounds` — one method's lower bound of the worst-case margin on every point.
 * :func:`certified_radius` — the largest radius a method certifies, by bisection.
 * :func:`lipschitz` — global and local Lipschitz bounds (:class:`LipschitzBound`).

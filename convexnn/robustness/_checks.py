@@ -34,7 +34,8 @@ METHODS = ("ibp", "crown", "lp", "exact")
 
 
 class UnsupportedNormError(NotImplementedError, ValueError):
-    """A method that does not support the requested norm (e.g. ``method="exact"`` with ℓ2).
+    """A method that does not support the requested norm (kept for compatibility: every method now
+    supports ℓ∞ and ℓ2; ℓ2 "lp"/"exact" used to raise it).
 
     It is both a :class:`NotImplementedError` and a :class:`ValueError`, so either ``except`` works.
     """

@@ -5,12 +5,14 @@ the whole set B = {x : ‖x − x₀‖_p ≤ ε} ∩ box:
 
 * ``"certified"`` — a *proven* lower bound of min_{x∈B} margin(x) is > 0;
 * ``"attacked"`` — a concrete x ∈ B was found whose margin, by a float64 forward pass, is ≤ 0
-  (the clean point itself, a PGD iterate, or the minimiser returned by the MILP);
+  (the clean point itself, a PGD iterate, or a minimiser found by the MILP / ℓ2 branch and bound);
 * ``"undecided"`` — neither (a loose bound, or a solver time limit).
 
 Pipeline: CROWN (or IBP for ``method="ibp"``) bounds on all points, vectorised; PGD on the points the
 bound does not certify; then, for ``method="lp"``/``"exact"``, one LP/MILP per point still undecided
-(see :mod:`convexnn.robustness.bounds`). A time-out leaves a point undecided, never wrong. For the
+(see :mod:`convexnn.robustness.bounds`; for ℓ2: one triangle SOCP, or branch and bound over the
+unstable neurons with SOCP relaxations, stopped as soon as the sign of the margin is known). A time-out
+leaves a point undecided, never wrong. For the
 solver-based methods a point is certified only when the solver's bound exceeds a small tolerance,
 ``1e-6·(1 + scale)`` with scale = Σ_i |c_i| max(|l_i|, |u_i|) the size of the margin, which absorbs
 the MILP solver's floating-point tolerances (HiGHS's dual bound was seen to exceed a margin attained by
@@ -45,7 +47,6 @@ from convexnn.robustness._checks import (
 )
 from convexnn.robustness.attacks import run_pgd
 from convexnn.robustness.bounds import (
-    _require_linf,
     crown_lower,
     ibp_lower,
     prepare,
@@ -149,7 +150,7 @@ def certify(
     model : a network accepted by :func:`convexnn.network.as_network`.
     X : (n, d) points; y : (n,) labels, ±1 for one output or 0..K-1 for K outputs.
     eps : radius ≥ 0, scalar or (n,).
-    norm : "inf" or 2 ("lp" and "exact" support "inf" only: UnsupportedNormError, a ValueError).
+    norm : "inf" or 2 (ℓ2 "lp"/"exact" solve SOCPs with Clarabel, an optional dependency).
     method : "ibp", "crown", "lp" or "exact".
     box : optional (lo, hi), scalars or arrays broadcastable to X; X must lie inside.
     time_limit : seconds per point for the LP/MILP (shared by its K − 1 specifications).
@@ -159,8 +160,6 @@ def certify(
     t_start = time.perf_counter()
     method = parse_method(method)
     normp = parse_norm(norm)
-    if method in ("lp", "exact"):
-        _require_linf(normp, method)
     time_limit = _check_positive("time_limit", time_limit)
     if not isinstance(attack, bool | np.bool_):
         raise TypeError("attack must be a bool")
@@ -210,7 +209,7 @@ def certify(
     if method in ("lp", "exact"):
         integer = method == "exact"
         for i in np.flatnonzero((lower <= 0) & (upper > 0)):
-            res = solve_point(p, int(i), spec_lower[i], integer, time_limit)
+            res = solve_point(p, int(i), spec_lower[i], integer, time_limit, decide_tol=SOLVER_TOL)
             calls += 1
             timeouts += int(not res.solved)
             threshold[i] = SOLVER_TOL * (1.0 + res.scale)
@@ -293,8 +292,6 @@ def certified_radius(
     """
     method = parse_method(method)
     normp = parse_norm(norm)
-    if method in ("lp", "exact"):
-        _require_linf(normp, method)
     eps_max = _check_positive("eps_max", eps_max)
     tol = _check_positive("tol", tol)
     net = get_network(model)
