@@ -45,7 +45,7 @@ class _ConvexReLUBase(BaseEstimator):
 
     _parameter_constraints: dict = {
         "alpha": [Interval(numbers.Real, 0, None, closed="neither")],
-        "n_patterns": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"all"})],
+        "n_patterns": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"all", "grow"})],
         "kind": [StrOptions(set(KINDS))],
         "loss": [StrOptions({"squared", "logistic", "hinge"})],
         "solver": [StrOptions(set(SOLVERS))],
@@ -136,6 +136,9 @@ class _ConvexReLUBase(BaseEstimator):
 
     def _fit_targets(self, X: np.ndarray, Y: np.ndarray, callback=None) -> None:
         """Solve the convex program for targets Y (n, K) and set the fitted attributes."""
+        if self.n_patterns == "grow":
+            self._fit_grow(X, Y, callback)
+            return
         dev = resolve_device(self.device)
         dt = resolve_dtype(self.dtype)
         Xa = self._augment(X)
@@ -188,6 +191,49 @@ class _ConvexReLUBase(BaseEstimator):
                 ConvergenceWarning, stacklevel=3,
             )
         self._set_solution(result, Xa, H)
+
+    # --- n_patterns="grow": neuron-level column generation -------------------------------------------
+    def _fit_grow(self, X: np.ndarray, Y: np.ndarray, callback=None) -> None:
+        """Fit by :func:`convexnn.solvers.column_generation.adcg`: neurons are added where the dual
+        constraint ‖Λᵀ(X̃u)₊‖ ≤ alpha of the infinite-width program is violated (MATH.md §8), then the
+        weights are re-optimised; no fixed pattern set."""
+        from convexnn.solvers.column_generation import adcg
+
+        problems = []
+        if self.kind != "relu":
+            problems.append("kind='relu'")
+        if self.loss not in ("squared", "logistic"):
+            problems.append("loss 'squared' or 'logistic'")
+        if self.adversarial_eps > 0:
+            problems.append("adversarial_eps=0")
+        if self.gate_vectors is not None:
+            problems.append("gate_vectors=None")
+        if resolve_device(self.device).type != "cpu":
+            problems.append("device='cpu'")
+        if problems:
+            raise ValueError("n_patterns='grow' needs " + ", ".join(problems))
+        seed = 0 if self.random_state is None else self.random_state
+        cb = None if callback is None else (lambda rec, net: callback(rec))
+        with num_threads(self.n_threads), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            res = adcg(X, Y, float(self.alpha), self.loss, fit_intercept=self.fit_intercept, tol=float(self.tol),
+                       seed=seed, dtype=resolve_dtype(self.dtype), callback=cb)
+        if not res.converged:
+            warnings.warn(f"convexnn (n_patterns='grow') stopped after {res.rounds} rounds with a dual "
+                          f"violation of {res.max_violation:.4g}·alpha", ConvergenceWarning, stacklevel=3)
+        U = res.U.detach().cpu().double().numpy()  # (d̃, m) unit neurons
+        C = res.C.detach().cpu().double().numpy()  # (m, K)
+        self.gate_vectors_ = U
+        self.blocks_ = np.stack([np.einsum("dm,mk->mdk", U, np.clip(C, 0, None)),
+                                 np.einsum("dm,mk->mdk", U, np.clip(-C, 0, None))])
+        self.certificate_ = Certificate(primal=float(res.lasso_primal), dual=float(res.lasso_dual))
+        self.objective_ = self.certificate_.primal
+        self.n_iter_ = int(res.rounds)
+        self.history_ = res.history
+        self.solver_ = "adcg"
+        self.network_ = res.network
+        self.max_violation_ = float(res.max_violation)
+        self.global_lower_bound_ = float(res.rigorous_lower_bound)
 
     # --- adversarial training: patterns chosen for robustness -----------------------------------------
     def _check_box(self) -> tuple[float, float] | None:
@@ -326,7 +372,14 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
     ----------
     alpha : weight-decay strength (> 0).
     n_patterns : number of Gaussian gate vectors to sample (distinct non-empty patterns are kept),
-        or "all" to enumerate every pattern exactly (rank of [X, 1] ≤ 3 only).
+        "all" to enumerate every pattern exactly (rank of [X, 1] ≤ 3 only), or "grow": no fixed patterns;
+        neurons are added by column generation where the dual constraint of the infinite-width program
+        is violated (:func:`convexnn.solvers.column_generation.adcg`; kind="relu", squared or logistic
+        loss, CPU). Then ``certificate_`` certifies optimality over the final neurons' directions,
+        ``max_violation_`` (≈ 1 when the search finds no violation: heuristic evidence of global
+        optimality over all widths) and ``global_lower_bound_`` (a proven, loose, lower bound on the
+        non-convex objective at every width) are set; ``gate_vectors_`` holds the neurons (d̃, m).
+        With K > 1 outputs the neurons are shared by all outputs (one network, not one-vs-rest).
     kind : "relu" for the exact program (C), "gated" for the gated-ReLU program (G).
     loss : "squared" (the only regression loss).
     solver : "auto", "admm", "fista" (gated only) or "cvxpy" (needs the cvxpy extra).

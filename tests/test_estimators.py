@@ -188,3 +188,35 @@ def test_adversarial_training_through_the_estimator(breast_cancer):
         ConvexReLUClassifier(kind="gated", adversarial_eps=0.1, n_patterns=3).fit(X, y)
     with pytest.raises(ValueError, match="adversarial_eps"):
         ConvexReLUClassifier(adversarial_eps=-1.0).fit(X, y)
+
+
+def test_grow_patterns_by_column_generation(diabetes):
+    """n_patterns="grow": the network's non-convex objective (computed independently) equals objective_,
+    it is below the optimum over 40 sampled patterns, the proven global lower bound is below it, and the
+    model file round-trips."""
+    import os
+    import tempfile
+
+    from convexnn import load
+    from convexnn.baselines import nonconvex_objective
+
+    X, y = diabetes
+    X, y = X[:150], y[:150]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grow = ConvexReLURegressor(alpha=1e-2, n_patterns="grow").fit(X, y)
+    fixed = ConvexReLURegressor(alpha=1e-2, n_patterns=40).fit(X, y)
+    assert grow.solver_ == "adcg" and grow.network_.width > 0
+    assert abs(nonconvex_objective(grow.network_, X, y, 1e-2) - grow.objective_) <= 1e-9 * grow.objective_
+    assert grow.objective_ < fixed.objective_
+    assert grow.certificate_.dual <= grow.certificate_.primal
+    assert grow.global_lower_bound_ <= grow.objective_
+    assert grow.gate_vectors_.shape == (X.shape[1] + 1, grow.network_.width)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "grow.npz")
+        grow.save(path)
+        np.testing.assert_array_equal(load(path).predict(X), grow.predict(X))
+    with pytest.raises(ValueError, match="n_patterns='grow' needs kind='relu'"):
+        ConvexReLURegressor(n_patterns="grow", kind="gated").fit(X, y)
+    with pytest.raises(ValueError, match="loss 'squared' or 'logistic'"):
+        ConvexReLUClassifier(n_patterns="grow", loss="hinge").fit(X, y > 0)
