@@ -56,7 +56,7 @@ import numpy as np
 import torch
 import torch.optim  # noqa: F401 — imported here, not inside the first timed fit
 
-from convexnn.network import TwoLayerReLU
+from convexnn.network import TwoLayerReLU, network_from_blocks
 from convexnn.ops import losses, operators
 from convexnn.ops.patterns import add_intercept
 from convexnn.solvers import solve
@@ -64,7 +64,6 @@ from convexnn.solvers.polish import polish
 from convexnn.solvers.problem import Certificate, ConvexProblem, SolverResult
 
 __all__ = ["ADCGResult", "ColumnGenerationResult", "PricingResult", "adcg", "column_generation", "dual_upper_bound",
-           "network_from_blocks",
            "price"]
 
 
@@ -189,32 +188,6 @@ def dual_upper_bound(X: torch.Tensor, Lam: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------------------
 # the network of a solution
-
-
-def network_from_blocks(V: np.ndarray, W: np.ndarray, fit_intercept: bool = True) -> TwoLayerReLU:
-    """MATH.md §3: each non-zero block v (P, d̃, K) gives a neuron u = v/√‖v‖ with output weight +√‖v‖
-    in its column (a w block: −√‖w‖). Same rule as the estimators."""
-    K = V.shape[2]
-    rows, outs = [], []
-    for sign, B in ((1.0, V), (-1.0, W)):
-        norms = np.linalg.norm(B, axis=1)  # (P, K)
-        keep = norms > 1e-14 * max(norms.max(initial=0.0), 1e-300)
-        i_idx, k_idx = np.nonzero(keep)
-        scale = np.sqrt(norms[i_idx, k_idx])
-        rows.append(B[i_idx, :, k_idx] / scale[:, None])
-        out = np.zeros((i_idx.size, K))
-        out[np.arange(i_idx.size), k_idx] = sign * scale
-        outs.append(out)
-    U1 = np.vstack(rows)
-    w2 = np.vstack(outs)
-    if U1.shape[0] == 0:  # the zero network: one dead neuron keeps the shapes valid
-        U1 = np.zeros((1, V.shape[1]))
-        w2 = np.zeros((1, K))
-    if fit_intercept:
-        W1, b1 = U1[:, :-1], U1[:, -1]
-    else:
-        W1, b1 = U1, np.zeros(U1.shape[0])
-    return TwoLayerReLU(W1=W1, b1=b1, w2=w2[:, 0] if K == 1 else w2)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -379,7 +352,7 @@ def column_generation(
         history.append(rec)
         if callback is not None:
             t_cb = time.perf_counter()
-            callback(rec, network_from_blocks(net_V.cpu().numpy(), net_W.cpu().numpy(), fit_intercept))
+            callback(rec, network_from_blocks(net_V, net_W, fit_intercept))
             t_excl += time.perf_counter() - t_cb
         if added == 0 or (max_time is not None and seconds > max_time):
             D, H, V, W = D_keep, H_keep, V_keep, W_keep
@@ -393,7 +366,7 @@ def column_generation(
     ub = dual_upper_bound(Xt, Lp)
     sk = torch.clamp(alpha / torch.clamp(ub, min=1e-300), max=1.0)
     rig = float(-losses.conjugate(loss, Lp * sk, Yt).sum())
-    net = network_from_blocks(V.cpu().numpy(), W.cpu().numpy(), fit_intercept)
+    net = network_from_blocks(V, W, fit_intercept)
     seconds = time.perf_counter() - t0 - t_excl
     conv = bool(history[-1]["added"] == 0 and max_viol <= 1.0 + viol_tol and cert.relative_gap <= tol)
     return ColumnGenerationResult(network=net, objective=cert.primal, V=V, W=W, D=D, H=H, certificate=cert,
