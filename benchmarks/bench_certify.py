@@ -3,7 +3,7 @@
     python benchmarks/bench_certify.py [--threads 1 2] [--eps 0.05 0.1] [--n-exact 100]
                                        [--time-limit 20] [--model PATH] [--out results.json]
 
-Data: the MNIST test set (t10k) in /work/shared/data/mnist (gzip IDX), pixels scaled to [0, 1]. The
+Data: the MNIST test set (t10k) in ../shared/data/mnist (read by convexnn.datasets), pixels in [0, 1]. The
 training images are not available there, so unless ``--model`` is given the script trains the
 784-100-1 network (no output bias, logistic loss, torch Adam, fixed seed) on the 3/5 images of the
 first half of t10k and evaluates on the 3/5 images of the second half (labels: 3 → +1, 5 → −1).
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
 import json
 import os
 import platform
@@ -34,23 +33,20 @@ import numpy as np
 import scipy
 import torch
 
+from convexnn.datasets import load_mnist_test
 from convexnn.network import TwoLayerReLU, as_network
 from convexnn.robustness import certify, margin_bounds
 
-DATA = Path("/work/shared/data/mnist")
 
-
-def read_idx_images(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as fh:
-        raw = fh.read()
-    n, rows, cols = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
-    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, rows * cols).astype(np.float64) / 255.0
-
-
-def read_idx_labels(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as fh:
-        raw = fh.read()
-    return np.frombuffer(raw, dtype=np.uint8, offset=8).astype(np.int64)
+def mnist35_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The MNIST test images in [0, 1] (10000, 784), labels ±1 (3 → +1, else −1), the mask of the 3/5
+    images, and the indices of the 3/5 images in the first half of the file (training) and in the second
+    half (evaluation)."""
+    X_all, labels = load_mnist_test()  # file order: no class filter, no subset
+    is35 = (labels == 3) | (labels == 5)
+    first_half = np.arange(len(labels)) < len(labels) // 2
+    y35 = np.where(labels == 3, 1, -1)
+    return X_all, y35, is35, np.flatnonzero(is35 & first_half), np.flatnonzero(is35 & ~first_half)
 
 
 def train_network(X: np.ndarray, y: np.ndarray, width: int, epochs: int, seed: int) -> TwoLayerReLU:
@@ -143,13 +139,7 @@ def run(argv: list[str] | None = None) -> dict:
         ap.error("--threads must be positive")
     load_before = os.getloadavg()
 
-    X_all = read_idx_images(DATA / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx_labels(DATA / "t10k-labels-idx1-ubyte.gz")
-    is35 = (labels == 3) | (labels == 5)
-    first_half = np.arange(len(labels)) < len(labels) // 2
-    y35 = np.where(labels == 3, 1, -1)
-    train_idx = np.flatnonzero(is35 & first_half)
-    test_idx = np.flatnonzero(is35 & ~first_half)
+    X_all, y35, is35, train_idx, test_idx = mnist35_split()
 
     t0 = time.perf_counter()
     if args.model:

@@ -17,13 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info  # noqa: E402
-from bench_certify import DATA, read_idx_images, read_idx_labels, train_network  # noqa: E402
+from bench_certify import mnist35_split, train_network  # noqa: E402
 
 from convexnn.robustness import certify  # noqa: E402
 
@@ -41,13 +40,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
-    X_all = read_idx_images(DATA / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx_labels(DATA / "t10k-labels-idx1-ubyte.gz")
-    is35 = (labels == 3) | (labels == 5)
-    first_half = np.arange(len(labels)) < len(labels) // 2
-    y35 = np.where(labels == 3, 1, -1)
-    train_idx = np.flatnonzero(is35 & first_half)
-    pts = np.flatnonzero(is35 & ~first_half)[: args.n]
+    X_all, y35, _, train_idx, test_idx = mnist35_split()
+    pts = test_idx[: args.n]
     t0 = time.perf_counter()
     net = train_network(X_all[train_idx], y35[train_idx], args.width, args.epochs, args.seed)
     train_s = time.perf_counter() - t0

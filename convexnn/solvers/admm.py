@@ -250,18 +250,6 @@ def _certify(pb: ConvexProblem, st: _State, rho: float, rho_z: float, split: boo
 # the prediction split for (C) with the squared loss
 
 
-def _xprod(X: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
-    """(X U_j)_j for blocks U (B, d, K): one matrix product, shape (n, B, K)."""
-    B, d, K = U.shape
-    return (X @ U.permute(1, 0, 2).reshape(d, B * K)).reshape(X.shape[0], B, K)
-
-
-def _xtprod(X: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
-    """(Xᵀ S_j)_j for S (n, B, K): one matrix product, shape (B, d, K)."""
-    n, B, K = S.shape
-    return (X.T @ S.reshape(n, B * K)).reshape(X.shape[1], B, K).permute(1, 0, 2)
-
-
 def _zstep_exact(C: torch.Tensor, on: torch.Tensor, Y: torch.Tensor, kappa: float) -> torch.Tensor:
     """The root τ (n, K) of φ(τ) = Σ_on (c_v − τ)_+ − Σ_on (c_w + τ)_+ − y − κτ, exactly, by sorting.
 
@@ -351,7 +339,7 @@ def split_dual_bound(X: torch.Tensor, D2: torch.Tensor, sgn: torch.Tensor, Y: to
     """
     Mu = torch.clamp(Mu, min=0.0)
     S = (sgn[None, :, None] * D2[:, :, None]) * Lam[:, None, :] - (2.0 * D2 - 1.0)[:, :, None] * Mu
-    worst = operators.group_norms(_xtprod(X, S)).amax(0)
+    worst = operators.group_norms(operators.xt(X, S)).amax(0)
     s = torch.clamp(alpha / torch.clamp(worst, min=torch.finfo(X.dtype).tiny), max=1.0)
     return -losses.conjugate("squared", Lam * s, Y)
 
@@ -488,7 +476,7 @@ def admm_relu_split(
         V = torch.cat([warm_start.V, warm_start.W if warm_start.W is not None else torch.zeros_like(warm_start.V)])
         V = V.to(dt)
     Lv = torch.zeros_like(V)
-    Z = _xprod(X, V)
+    Z = operators.xu(X, V)
     Z = torch.where(on, torch.clamp(Z, min=0.0), torch.clamp(Z, max=0.0))
     Nu = torch.zeros_like(Z)
     tau: torch.Tensor | None = None
@@ -497,9 +485,9 @@ def admm_relu_split(
     it = 0
     for it in range(1, max_iter + 1):
         gam = rho_z / rho
-        R = (V - Lv) + gam * _xtprod(X, Z - Nu)
+        R = (V - Lv) + gam * operators.xt(X, Z - Nu)
         U = torch.cholesky_solve(R.permute(1, 0, 2).reshape(d, 2 * P * K), LM).reshape(d, 2 * P, K).permute(1, 0, 2)
-        XU = _xprod(X, U)
+        XU = operators.xu(X, U)
         if relax != 1.0:
             XU = relax * XU + (1.0 - relax) * Z
             U = relax * U + (1.0 - relax) * V
@@ -517,7 +505,7 @@ def admm_relu_split(
                 r_u = float(torch.linalg.vector_norm(U - V))
                 s_u = rho * float(torch.linalg.vector_norm(V - V_old))
                 r_z = float(torch.linalg.vector_norm(XU - Z))
-                s_z = rho_z * float(torch.linalg.vector_norm(_xtprod(X, Z - Z_old)))
+                s_z = rho_z * float(torch.linalg.vector_norm(operators.xt(X, Z - Z_old)))
                 f = 2.0 if r_u > 10 * s_u else (0.5 if s_u > 10 * r_u else 1.0)
                 g = 2.0 if r_z > 10 * s_z else (0.5 if s_z > 10 * r_z else 1.0)
                 if f != 1.0 or g != 1.0:
@@ -558,7 +546,7 @@ def _split_certificate(pb: ConvexProblem, D2: torch.Tensor, sgn: torch.Tensor, H
     nz = torch.nonzero((operators.group_norms(V) > 0).any(1))[:, 0]
     Vf = V.clone()
     if nz.numel() > 0:
-        XV = _xprod(X, V[nz])
+        XV = operators.xu(X, V[nz])
         Vr, XVr, ok = repair_to_cone(X, D2[:, nz], V[nz], XV)
         bad = ~ok  # (m, K): blocks the least-norm lift could not fix
         if bool(bad.any()):
@@ -566,10 +554,10 @@ def _split_certificate(pb: ConvexProblem, D2: torch.Tensor, sgn: torch.Tensor, H
             cands = [torch.where(bad[:, None, :], gate, Vr), torch.where(bad[:, None, :], 0.0, Vr)]
             objs = []
             for c in cands:
-                pred = torch.einsum("nb,nbk->nk", D2[:, nz] * sgn[nz], _xprod(X, c))
+                pred = torch.einsum("nb,nbk->nk", D2[:, nz] * sgn[nz], operators.xu(X, c))
                 objs.append(losses.value("squared", pred, Y) + alpha * operators.group_norms(c).sum(0))
             Vr = cands[0] if float(objs[0].sum()) <= float(objs[1].sum()) else cands[1]
-            XVr = _xprod(X, Vr)
+            XVr = operators.xu(X, Vr)
         Vf[nz] = Vr
         pred = torch.einsum("nb,nbk->nk", D2[:, nz] * sgn[nz], XVr)
     else:

@@ -131,6 +131,25 @@ def price(X: torch.Tensor, Lam: torch.Tensor, starts: torch.Tensor, n_iter: int 
     return PricingResult(U=U, g=g, col=col)
 
 
+def _random_starts(X: torch.Tensor, n_random: int, n_data: int, ones_col: bool,
+                   gen: torch.Generator) -> torch.Tensor:
+    """``n_random`` Gaussian directions, then ``n_data`` hyperplanes through data points: u = (w, −wᵀx_j)
+    for a Gaussian w and a random row x_j when X̃'s last column is the ones column (the neuron switches on
+    at x_j, reaching thresholds anywhere in the data, unlike centred Gaussians). Shape (d, n_random +
+    n_data)."""
+    n, d = X.shape
+    dt, dev = X.dtype, X.device
+    parts = [torch.randn((d, n_random), generator=gen, dtype=dt).to(dev)]
+    if n_data > 0:
+        w = torch.randn((d, n_data), generator=gen, dtype=dt).to(dev)
+        rows = torch.randint(0, n, (n_data,), generator=gen).to(dev)
+        if ones_col:
+            w[-1] = 0.0
+            w[-1] = -(X[rows] * w.T).sum(1)
+        parts.append(w)
+    return torch.cat(parts, dim=1)
+
+
 def _starts(X: torch.Tensor, Lam: torch.Tensor, H_keep: torch.Tensor | None, n_random: int, n_data: int,
             gen: torch.Generator) -> torch.Tensor:
     """Starting directions (d, S) for :func:`price`.
@@ -149,15 +168,7 @@ def _starts(X: torch.Tensor, Lam: torch.Tensor, H_keep: torch.Tensor | None, n_r
         scale = torch.linalg.vector_norm(H_keep, dim=0, keepdim=True)
         noise = torch.randn(H_keep.shape, generator=gen, dtype=dt).to(dev)
         parts.append(H_keep + 0.3 * scale * noise / math.sqrt(d))
-    parts.append(torch.randn((d, n_random), generator=gen, dtype=dt).to(dev))
-    if n_data > 0:
-        ones_col = bool(torch.all(X[:, -1] == 1.0))
-        w = torch.randn((d, n_data), generator=gen, dtype=dt).to(dev)
-        rows = torch.randint(0, n, (n_data,), generator=gen).to(dev)
-        if ones_col:
-            w[-1] = 0.0
-            w[-1] = -(X[rows] * w.T).sum(1)
-        parts.append(w)
+    parts.append(_random_starts(X, n_random, n_data, bool(torch.all(X[:, -1] == 1.0)), gen))
     L2 = torch.cat([Lam, -Lam], dim=1)
     parts.append(X.T @ torch.relu(L2))
     parts.append(X.T @ L2)
@@ -822,7 +833,6 @@ def adcg(
     final = False
     for rnd in range(1, max_rounds + 1):
         # pricing at the current network
-        ones_col = fit_intercept
         parts = []
         if U.shape[1] > 0:
             # the current neurons (at most ``max_neuron_starts``, the largest first) and perturbations of them
@@ -830,14 +840,7 @@ def adcg(
             if U.shape[1] > max_neuron_starts:
                 Us = U[:, torch.argsort(torch.linalg.vector_norm(C, dim=1), descending=True)[:max_neuron_starts]]
             parts += [Us, Us + 0.3 * torch.randn(Us.shape, generator=gen, dtype=dtype) / math.sqrt(d)]
-        parts.append(torch.randn((d, n_random), generator=gen, dtype=dtype))
-        if n_data > 0:
-            w = torch.randn((d, n_data), generator=gen, dtype=dtype)
-            rows = torch.randint(0, n, (n_data,), generator=gen)
-            if ones_col:
-                w[-1] = 0.0
-                w[-1] = -(Xt[rows] * w.T).sum(1)
-            parts.append(w)
+        parts.append(_random_starts(Xt, n_random, n_data, fit_intercept, gen))
         parts += [Xt.T @ torch.relu(Lam), Xt.T @ torch.relu(-Lam)]
         Uc, g = _vector_price(Xt, Lam, torch.cat(parts, dim=1), n_iter=n_ascent)
         max_viol = float(g.max()) / alpha

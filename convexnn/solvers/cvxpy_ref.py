@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from convexnn.ops import certificates, operators
+from convexnn.solvers.polish import dual_certificate
 from convexnn.solvers.problem import ConvexProblem, SolverResult
 
 
@@ -92,8 +93,6 @@ def cvxpy_solve(problem: ConvexProblem, solver: str = "CLARABEL", verbose: bool 
     if mus and all(m is not None for pair in mus for m in pair):
         Mu_v, Mu_w = (torch.as_tensor(np.stack([pair[j] for pair in mus], axis=2), dtype=like.dtype,
                                       device=like.device) for j in (0, 1))
-    from convexnn.solvers.polish import dual_certificate  # polish imports this module's neighbours
-
     certificate, _ = dual_certificate(problem, Vt, Wt, Mu_v, Mu_w)
     return SolverResult(
         V=Vt, W=Wt, certificate=certificate,
