@@ -10,23 +10,19 @@ labels ±1, P Gaussian gates (seed 0), alpha as given. Two kinds of rows:
 
 ``--mode target`` runs :func:`convexnn.solvers.admm.admm_relu_split` once until the certificate's relative gap
 is ≤ ``--tol`` or ``--max-time`` seconds and reports the time to each gap level reached, the iterations,
-the mean time per iteration and the non-zero blocks. ``--mode exact`` times ``solve(solver="auto", tol)``
-(the interior-point path) on rows of the pair, for each n in ``--ns`` and each P in ``--Ps``.
-``--mode scaling`` measures the time per iteration (``--iters`` iterations, certificate only at the end) for
-each n in ``--ns`` (rows from ``all``) and each P in ``--Ps`` (rows of the pair). ``--device cuda`` and
-``--synthetic N`` (Gaussian X of N × ``--d``, labels sign of a random ReLU network) are for a GPU machine.
+the mean time per iteration and the non-zero blocks. ``--mode scaling`` measures the time per iteration
+(``--iters`` iterations, certificate only at the end) for each n in ``--ns`` (rows from ``all``) and each P
+in ``--Ps`` (rows of the pair). ``--device cuda`` and ``--synthetic N`` (Gaussian X of N × ``--d``, labels
+sign of a random ReLU network) are for a GPU machine.
 
     python benchmarks/bench_scaling.py --mode target --threads 1 --out results/scaling_target_1t.json
     python benchmarks/bench_scaling.py --mode scaling --out results/scaling.json
-    python benchmarks/bench_scaling.py --mode exact --ns 250 500 1000 2000 --n 500 --Ps 50 100 200 500 1000 \
-        --max-time 300 --out results/scaling_exact.json
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import time
 
 import numpy as np
@@ -36,7 +32,6 @@ from _common import emit, machine_info
 from convexnn.datasets import load_fashion_mnist, to_pm1
 from convexnn.ops import operators
 from convexnn.ops.patterns import add_intercept, patterns_from_gates, sample_gates
-from convexnn.solvers import solve
 from convexnn.solvers.problem import ConvexProblem
 
 admm_mod = importlib.import_module("convexnn.solvers.admm")
@@ -102,21 +97,9 @@ def run_per_iteration(rows: str, n: int | None, P: int, args, dtype) -> dict:
             "relative_gap_at_end": res.certificate.relative_gap}
 
 
-def run_exact(n: int, P: int, args) -> dict:
-    """solve(problem, solver="auto", tol) (the interior-point path for (C) when its n×n or (P·d)² systems
-    are affordable), wall time to a certified relative gap ≤ tol."""
-    pb = build("pair", n, P, args.alpha, tuple(args.pair), args.device)
-    t0 = time.perf_counter()
-    res = solve(pb, solver="auto", tol=args.tol)
-    wall = time.perf_counter() - t0
-    return {"n": pb.n, "d": pb.d, "P": pb.P, "alpha": args.alpha, "wall_seconds": wall, "solver": res.solver,
-            "certificate": res.certificate.as_dict(), "converged": res.converged,
-            "nonzero_blocks": nonzero_blocks(res), "blocks_total": 2 * pb.P}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mode", choices=("target", "scaling", "exact"), default="target")
+    ap.add_argument("--mode", choices=("target", "scaling"), default="target")
     ap.add_argument("--rows", choices=("pair", "all", "synthetic"), default="pair")
     ap.add_argument("--pair", type=int, nargs=2, default=(7, 9))
     ap.add_argument("--n", type=int, default=None)
@@ -143,20 +126,6 @@ def main() -> None:
            "solver": "convexnn.solvers.admm.admm_relu_split (prediction split), certificate in float64"}
     if args.mode == "target":
         out["target"] = run_target(args, dtype)
-    elif args.mode == "exact":
-        # time to a certified gap on the exact path: rows of the pair for each n in --ns (P = --P), then each
-        # P in --Ps (n = --n); sizes after the first one that takes longer than --max-time are skipped
-        out["solver"] = 'convexnn.solvers.solve(solver="auto"), float64'
-        out["exact_by_n"], out["exact_by_P"] = [], []
-        for key, sizes in (("exact_by_n", [(n, args.P) for n in args.ns]),
-                           ("exact_by_P", [(args.n, P) for P in args.Ps])):
-            for n, P in sizes:
-                row = run_exact(n, P, args)
-                print(json.dumps({k: v for k, v in row.items()}), flush=True)
-                out[key].append(row)
-                if row["wall_seconds"] > args.max_time:
-                    out[key].append({"skipped_after": [n, P], "reason": f"took longer than --max-time {args.max_time}"})
-                    break
     else:
         rows_n = "synthetic" if args.rows == "synthetic" else "all"
         out["by_n"] = [run_per_iteration(rows_n, n, args.P, args, dtype) for n in args.ns]

@@ -314,7 +314,7 @@ class _ConvexReLUBase(BaseEstimator):
     def _raw_predict(self, X: Any) -> np.ndarray:
         """Model outputs (n, K)."""
         check_is_fitted(self, "network_")
-        X = validate_data(self, _to_numpy(X), reset=False, dtype=np.float64)
+        X = validate_data(self, _to_numpy(X), reset=False, dtype=np.float64, order="C")
         if self.kind == "relu":
             out = self.network_.forward(X)
         else:
@@ -325,7 +325,7 @@ class _ConvexReLUBase(BaseEstimator):
 
     def _fit_validate(self, X: Any, y: Any, **kw) -> tuple[np.ndarray, np.ndarray]:
         self._validate_params()
-        return validate_data(self, _to_numpy(X), _to_numpy(y), dtype=np.float64, ensure_min_samples=2, **kw)
+        return validate_data(self, _to_numpy(X), _to_numpy(y), dtype=np.float64, order="C", ensure_min_samples=2, **kw)
 
     # --- model files -------------------------------------------------------------------------------
     def save(self, path: str) -> None:

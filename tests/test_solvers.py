@@ -254,3 +254,28 @@ def test_cvxpy_certificate_is_a_proven_bound(breast_cancer):
         ref, ours = cvxpy_solve(pb), solve(pb, tol=1e-9)
         assert ref.certificate.dual <= ours.certificate.primal + 1e-12
         assert ref.certificate.relative_gap < 1e-3
+
+
+@pytest.mark.parametrize("kind", ["relu", "gated"])
+def test_more_columns_than_rows_and_zero_columns(kind):
+    """d > n with constant-zero columns (raw pixels of a few images, wide backbone features): ``solve`` works
+    in X's row space (:func:`convexnn.solvers.problem.row_space`) and matches CVXPY on the ORIGINAL program;
+    the returned blocks are in the original space and exactly feasible there."""
+    from convexnn.solvers.problem import row_space
+
+    rng = np.random.default_rng(5)
+    n, d = 30, 60
+    X = rng.standard_normal((n, d))
+    X[:, [3, 17, 40]] = 0.0
+    y = np.sin(X[:, 0]) + 0.3 * X[:, 1]
+    pb, _ = _problem(X, y, kind, "squared", 8)
+    pr, B = row_space(pb)
+    assert pr.d == n and B.shape == (d + 1, n)
+    assert torch.allclose(pr.X @ B.T, pb.X, atol=1e-12)
+    _check(pb, ("wide", kind))
+    res = solve(pb, solver="auto", tol=1e-6)
+    assert res.V.shape == (pb.P, pb.d, 1) and res.info["row_space"] == {"d": d + 1, "r": n}
+    # the blocks live in the row space (the optimum never spends norm on X's null space)
+    assert float(torch.linalg.vector_norm(res.V[:, [3, 17, 40], :])) == 0.0
+    cols = [0, 1, 2, 4, 5]  # no zero column, n > d: nothing to reduce
+    assert row_space(ConvexProblem(pb.X[:, cols], pb.Y, pb.D, pb.H[cols], ALPHA, "squared", kind)) is None

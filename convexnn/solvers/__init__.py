@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import time
 
-from convexnn.ops import losses
+import torch
+
+from convexnn.ops import certificates, losses
 from convexnn.solvers.admm import admm
 from convexnn.solvers.cvxpy_ref import cvxpy_solve
 from convexnn.solvers.fista import fista
 from convexnn.solvers.polish import POLISH_LOSSES, polish
-from convexnn.solvers.problem import Certificate, ConvexProblem, SolverResult
+from convexnn.solvers.problem import Certificate, ConvexProblem, SolverResult, lift_blocks, row_space
 
 SOLVERS = ("auto", "admm", "fista", "cvxpy")
 
@@ -105,6 +107,9 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
+    reduced = row_space(problem)
+    if reduced is not None:
+        return _solve_in_row_space(problem, reduced, solver, tol, max_iter, **options)
     if solver == "cvxpy":
         return cvxpy_solve(problem)
     if solver != "auto":
@@ -134,6 +139,34 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
             again = _polished(problem, res, tol)
             res = again or res
     return res
+
+
+def _solve_in_row_space(problem: ConvexProblem, reduced: tuple[ConvexProblem, object], solver: str, tol: float,
+                        max_iter: int, **options) -> SolverResult:
+    """Solve :func:`row_space`'s equivalent program and lift its blocks back (v = B v').
+
+    The certificate's primal is re-evaluated on ``problem`` at the lifted point (made exactly cone-feasible
+    there, a no-op up to rounding); its dual is the reduced program's bound, a bound on the same optimum.
+    """
+    pr, B = reduced
+    warm = options.get("warm_start")
+    if warm is not None:  # project a warm start onto the row space: same predictions, no larger penalty
+        options["warm_start"] = SolverResult(
+            V=torch.einsum("dr,pdk->prk", B, warm.V), W=None if warm.W is None else torch.einsum("dr,pdk->prk", B,
+                                                                                                    warm.W),
+            certificate=warm.certificate, n_iter=warm.n_iter, converged=warm.converged, solver=warm.solver)
+    res = solve(pr, solver, tol, max_iter, **options)
+    V = lift_blocks(B, res.V)
+    W = None if res.W is None else lift_blocks(B, res.W)
+    if problem.kind == "relu":
+        V = certificates.make_feasible(problem.X, problem.D, problem.H, V)
+        W = certificates.make_feasible(problem.X, problem.D, problem.H, W)
+    primal = float(problem.objective(V, W).sum())
+    cert = Certificate(primal=primal, dual=res.certificate.dual)
+    info = {k: v for k, v in res.info.items() if k not in ("V_raw", "W_raw", "Nv", "Nw")}
+    info["row_space"] = {"d": problem.d, "r": pr.d}
+    return SolverResult(V=V, W=W, certificate=cert, n_iter=res.n_iter, converged=cert.relative_gap <= tol,
+                        solver=res.solver, history=res.history, info=info)
 
 
 __all__ = ["SOLVERS", "Certificate", "ConvexProblem", "SolverResult", "admm", "cvxpy_solve", "fista",

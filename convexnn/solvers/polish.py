@@ -965,7 +965,11 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
     x = x * (beta * math.sqrt(d) / max(scale, 1e-300))
     s = torch.clamp(col.slack(x), min=1e-8 * beta * math.sqrt(d))
     r0 = col.block_grad(_loss_grad(loss, col.pred(x), y)) + alpha * x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
-    mu = col.Sg * (torch.linalg.solve(X.T @ X, r0.T).T @ X.T)  # least-norm μ with G_bᵀμ_b = r_b
+    # least-norm μ with G_bᵀμ_b = r_b; XᵀX is singular when n < d or a column is constant (raw pixels), and a
+    # tiny ridge keeps this starting point defined (it only has to be a reasonable start)
+    XtX = X.T @ X
+    XtX.diagonal().add_(1e-10 * float(XtX.diagonal().mean()) + torch.finfo(dt).tiny)
+    mu = col.Sg * (torch.linalg.solve(XtX, r0.T).T @ X.T)
     mu = mu + max(-1.5 * float(mu.min()), 0.0)
     sm = float((s * mu).sum())
     s = s + 0.5 * sm / max(float(mu.sum()), 1e-300)

@@ -89,6 +89,35 @@ class ConvexProblem:
         return losses.value(self.loss, pred, self.Y) + self.alpha * pen
 
 
+def row_space(problem: ConvexProblem) -> tuple[ConvexProblem, torch.Tensor] | None:
+    """The same program over the row space of X when X has zero columns or fewer rows than columns.
+
+    Every term of (C) and (G) sees a block only through X v, except the penalty ‖v‖₂. With B (d, r) an
+    orthonormal basis of X's row space (X = X B Bᵀ), v and its projection B Bᵀ v give the same X v and
+    ‖Bᵀv‖ ≤ ‖v‖, so the optimum uses blocks v = B v' and the program over Z = X B (n, r), v' ∈ Rʳ has the
+    same optimal value; the gates become Bᵀ H (X h = Z Bᵀ h). Zero columns are dropped exactly (B selects
+    the others); when the remaining d' > n, B is the full set of n right singular vectors of that X (an
+    interior-point method on the original program would face the null space of X, where only the penalty
+    curves, and stall). Returns None when neither applies (nothing to gain).
+    """
+    X = problem.X
+    keep = torch.nonzero(X.abs().amax(0) > 0)[:, 0]
+    n, d = X.shape
+    if keep.numel() == d and n >= d:
+        return None
+    B = torch.eye(d, dtype=X.dtype, device=X.device)[:, keep]
+    if n < keep.numel():
+        _, _, Vh = torch.linalg.svd(X[:, keep], full_matrices=False)  # (n, d'): all n right singular vectors
+        B = B @ Vh.T
+    Z = X[:, keep] if B.shape[1] == keep.numel() and n >= keep.numel() else X @ B
+    return ConvexProblem(Z, problem.Y, problem.D, B.T @ problem.H, problem.alpha, problem.loss, problem.kind), B
+
+
+def lift_blocks(B: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """Blocks (P, r, K) of :func:`row_space`'s program back to (P, d, K): v = B v'."""
+    return torch.einsum("dr,prk->pdk", B, V)
+
+
 @dataclass
 class Certificate:
     """A duality certificate: ``dual ≤ optimum ≤ primal``.
