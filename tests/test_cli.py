@@ -33,9 +33,10 @@ def test_fit_info_certify(tmp_path, table, capsys):
 
 
 def test_demo_prints_one_table(capsys):
-    assert main(["demo", "--patterns", "8", "--max-iter", "300", "--adam-epochs", "50", "--quiet"]) == 0
+    assert main(["demo", "--patterns", "8", "--max-iter", "300", "--adam-epochs", "50", "--grow-seconds", "0.5",
+                 "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "training objective" in out and "certificate gap" in out and "Adam" in out
+    assert "training objective" in out and "certificate gap" in out and "Adam" in out and "grown" in out
 
 
 def test_errors_are_clean(tmp_path, table, capsys):
