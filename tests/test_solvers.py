@@ -279,3 +279,16 @@ def test_more_columns_than_rows_and_zero_columns(kind):
     assert float(torch.linalg.vector_norm(res.V[:, [3, 17, 40], :])) == 0.0
     cols = [0, 1, 2, 4, 5]  # no zero column, n > d: nothing to reduce
     assert row_space(ConvexProblem(pb.X[:, cols], pb.Y, pb.D, pb.H[cols], ALPHA, "squared", kind)) is None
+
+
+def test_row_space_warm_start_is_projected():
+    """A warm start given in the original coordinates is projected (v' = Bᵀv) and the result is the same optimum."""
+    rng = np.random.default_rng(1)
+    X = np.hstack([rng.standard_normal((25, 40)), np.zeros((25, 2))])
+    y = X[:, 0] - np.abs(X[:, 1])
+    pb, _ = _problem(X, y, "relu", "squared", 6)
+    cold = solve(pb, solver="auto", tol=1e-8)
+    warm = solve(pb, solver="auto", tol=1e-8, warm_start=cold)
+    assert warm.converged and cold.converged
+    assert warm.certificate.primal == pytest.approx(cold.certificate.primal, rel=1e-7)
+    assert warm.V.shape == cold.V.shape == (pb.P, pb.d, 1)

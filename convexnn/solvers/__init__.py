@@ -25,7 +25,14 @@ from convexnn.solvers.admm import admm
 from convexnn.solvers.cvxpy_ref import cvxpy_solve
 from convexnn.solvers.fista import fista
 from convexnn.solvers.polish import POLISH_LOSSES, polish
-from convexnn.solvers.problem import Certificate, ConvexProblem, SolverResult, lift_blocks, row_space
+from convexnn.solvers.problem import (
+    Certificate,
+    ConvexProblem,
+    SolverResult,
+    lift_blocks,
+    project_blocks,
+    row_space,
+)
 
 SOLVERS = ("auto", "admm", "fista", "cvxpy")
 
@@ -141,8 +148,8 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
     return res
 
 
-def _solve_in_row_space(problem: ConvexProblem, reduced: tuple[ConvexProblem, object], solver: str, tol: float,
-                        max_iter: int, **options) -> SolverResult:
+def _solve_in_row_space(problem: ConvexProblem, reduced: tuple[ConvexProblem, torch.Tensor], solver: str,
+                        tol: float, max_iter: int, **options) -> SolverResult:
     """Solve :func:`row_space`'s equivalent program and lift its blocks back (v = B v').
 
     The certificate's primal is re-evaluated on ``problem`` at the lifted point (made exactly cone-feasible
@@ -150,10 +157,9 @@ def _solve_in_row_space(problem: ConvexProblem, reduced: tuple[ConvexProblem, ob
     """
     pr, B = reduced
     warm = options.get("warm_start")
-    if warm is not None:  # project a warm start onto the row space: same predictions, no larger penalty
+    if warm is not None:  # the warm start in the row space's coordinates: same predictions, no larger penalty
         options["warm_start"] = SolverResult(
-            V=torch.einsum("dr,pdk->prk", B, warm.V), W=None if warm.W is None else torch.einsum("dr,pdk->prk", B,
-                                                                                                    warm.W),
+            V=project_blocks(B, warm.V), W=None if warm.W is None else project_blocks(B, warm.W),
             certificate=warm.certificate, n_iter=warm.n_iter, converged=warm.converged, solver=warm.solver)
     res = solve(pr, solver, tol, max_iter, **options)
     V = lift_blocks(B, res.V)

@@ -103,7 +103,7 @@ def row_space(problem: ConvexProblem) -> tuple[ConvexProblem, torch.Tensor] | No
     X = problem.X
     keep = torch.nonzero(X.abs().amax(0) > 0)[:, 0]
     n, d = X.shape
-    if keep.numel() == d and n >= d:
+    if (keep.numel() == d and n >= d) or keep.numel() == 0:
         return None
     B = torch.eye(d, dtype=X.dtype, device=X.device)[:, keep]
     if n < keep.numel():
@@ -116,6 +116,11 @@ def row_space(problem: ConvexProblem) -> tuple[ConvexProblem, torch.Tensor] | No
 def lift_blocks(B: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
     """Blocks (P, r, K) of :func:`row_space`'s program back to (P, d, K): v = B v'."""
     return torch.einsum("dr,prk->pdk", B, V)
+
+
+def project_blocks(B: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """Blocks (P, d, K) onto :func:`row_space`'s coordinates (P, r, K): v' = Bᵀ v (same X v, no larger norm)."""
+    return torch.einsum("dr,pdk->prk", B, V)
 
 
 @dataclass
