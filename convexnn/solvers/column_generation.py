@@ -264,6 +264,15 @@ def _solve_restricted(pb: ConvexProblem, warm: tuple[torch.Tensor, torch.Tensor]
     return solve(pb, tol=tol, max_iter=max_iter)
 
 
+def _inputs(X: np.ndarray, Y: np.ndarray, fit_intercept: bool, dtype: torch.dtype,
+            seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+    """X̃ (n, d̃) (with the ones column when ``fit_intercept``), Y (n, K) as tensors, and the seeded generator."""
+    Xa = np.asarray(X, dtype=np.float64)
+    Xa = add_intercept(Xa) if fit_intercept else Xa
+    Yt = torch.as_tensor(np.asarray(Y, dtype=np.float64).reshape(Xa.shape[0], -1), dtype=dtype)
+    return torch.as_tensor(Xa, dtype=dtype), Yt, torch.Generator().manual_seed(seed)
+
+
 def column_generation(
     X: np.ndarray,
     Y: np.ndarray,
@@ -310,13 +319,9 @@ def column_generation(
         raise ValueError(f"column generation needs a strictly convex loss ('squared' or 'logistic'), got {loss!r}")
     t_excl = 0.0
     t0 = time.perf_counter()
-    Xa = add_intercept(np.asarray(X, dtype=np.float64)) if fit_intercept else np.asarray(X, dtype=np.float64)
-    Xt = torch.as_tensor(Xa, dtype=dtype)
-    Y = np.asarray(Y, dtype=np.float64).reshape(Xa.shape[0], -1)
-    Yt = torch.as_tensor(Y, dtype=dtype)
+    Xt, Yt, gen = _inputs(X, Y, fit_intercept, dtype, seed)
     n, d = Xt.shape
     K = Yt.shape[1]
-    gen = torch.Generator().manual_seed(seed)
     H = torch.randn((d, n_init), generator=gen, dtype=dtype)
     D = (Xt @ H >= 0).to(dtype)
     idx = _unique_new(D, Xt.new_zeros((n, 0)))
@@ -660,7 +665,7 @@ def _vector_price(X: torch.Tensor, Lam: torch.Tensor, starts: torch.Tensor, n_it
     the returned directions in the dtype of X, so every decision taken on them (a violation, the reported
     max_violation) is exact to that precision.
     """
-    dt = X.dtype if search_dtype is None or not X.dtype.is_floating_point else search_dtype
+    dt = X.dtype if search_dtype is None else search_dtype
     Xs, Ls = X.to(dt), Lam.to(dt)
     U = starts.to(dt)
     U = U / torch.clamp(torch.linalg.vector_norm(U, dim=0, keepdim=True), min=1e-30)
@@ -846,12 +851,9 @@ def adcg(
         raise ValueError(f"adcg needs a smooth strictly convex loss ('squared' or 'logistic'), got {loss!r}")
     t0 = time.perf_counter()
     t_excl = 0.0
-    Xa = add_intercept(np.asarray(X, dtype=np.float64)) if fit_intercept else np.asarray(X, dtype=np.float64)
-    Xt = torch.as_tensor(Xa, dtype=dtype)
-    Yt = torch.as_tensor(np.asarray(Y, dtype=np.float64).reshape(Xa.shape[0], -1), dtype=dtype)
+    Xt, Yt, gen = _inputs(X, Y, fit_intercept, dtype, seed)
     n, d = Xt.shape
     K = Yt.shape[1]
-    gen = torch.Generator().manual_seed(seed)
     U = Xt.new_zeros((d, 0))
     C = Xt.new_zeros((0, K))
     history: list[dict[str, float]] = []

@@ -106,10 +106,10 @@ def row_space(problem: ConvexProblem) -> tuple[ConvexProblem, torch.Tensor] | No
     if (keep.numel() == d and n >= d) or keep.numel() == 0:
         return None
     B = torch.eye(d, dtype=X.dtype, device=X.device)[:, keep]
+    Z = X[:, keep]
     if n < keep.numel():
-        _, _, Vh = torch.linalg.svd(X[:, keep], full_matrices=False)  # (n, d'): all n right singular vectors
-        B = B @ Vh.T
-    Z = X[:, keep] if B.shape[1] == keep.numel() and n >= keep.numel() else X @ B
+        _, _, Vh = torch.linalg.svd(Z, full_matrices=False)  # (n, d'): all n right singular vectors
+        B, Z = B @ Vh.T, Z @ Vh.T
     return ConvexProblem(Z, problem.Y, problem.D, B.T @ problem.H, problem.alpha, problem.loss, problem.kind), B
 
 
