@@ -863,19 +863,29 @@ class _IPMSystem:
             x = x + self._solve(r - self.apply(x))
         return x
 
+    def _block_solve(self, r: torch.Tensor, L: torch.Tensor | None = None) -> torch.Tensor:
+        """S_b⁻¹ r_b for every block, r (nb, d), by two batched triangular solves with the factors L_b
+        (``L``: other factors of the same shape).
+
+        (On the CPU ``torch.cholesky_solve`` with one right-hand side per block was measured 6× slower than
+        this at nb = 200, d = 300.)"""
+        L = self.Lb if L is None else L
+        z = torch.linalg.solve_triangular(L, r[:, :, None], upper=False)
+        return torch.linalg.solve_triangular(L.mT, z, upper=True)[:, :, 0]
+
     def _solve(self, r: torch.Tensor) -> torch.Tensor:
         col, X, P, d = self.col, self.col.X, self.col.P, self.col.d
-        Sr = torch.cholesky_solve(r[:, :, None], self.Lb)[:, :, 0]
+        Sr = self._block_solve(r)
         if self.mode == "n":
             FSr = (col.Dm * (Sr @ X.T)).sum(0)
             wv = self.sl * self.LK.solve((self.sl * FSr)[:, None])[:, 0]
-            return Sr - torch.cholesky_solve(((col.Dm * wv[None, :]) @ X)[:, :, None], self.Lb)[:, :, 0]
+            return Sr - self._block_solve((col.Dm * wv[None, :]) @ X)
         u = Sr[:P] - Sr[P:] if col.relu else Sr
-        rhs = torch.cholesky_solve(u[:, :, None], self.LM)[:, :, 0]  # M⁻¹ u
+        rhs = self._block_solve(u, self.LM)  # M⁻¹ u
         q = self.LK.solve(rhs.reshape(P * d, 1))[:, 0]
         Aq = (self.Fv.T @ (self.lam * (self.Fv @ q))).reshape(P, d)
         AqAll = torch.cat([Aq, -Aq]) if col.relu else Aq
-        return Sr - torch.cholesky_solve(AqAll[:, :, None], self.Lb)[:, :, 0]
+        return Sr - self._block_solve(AqAll)
 
 
 def _outer_rows(X: torch.Tensor, limit: int = 50_000_000) -> torch.Tensor | None:
@@ -953,10 +963,9 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
     X = col.X
     n, d, nb, P = col.n, col.d, col.nb, col.P
     alpha, loss, y = col.alpha, col.loss, col.y
-    dt, dev = X.dtype, X.device
+    dt = X.dtype
     pb = col.pb
     m = nb * n
-    eye = torch.eye(d, dtype=dt, device=dev)
     XX = _outer_rows(X)  # (n, d²) rows x_r x_rᵀ: Gᵀ diag(w) G = (w @ XX) per block
     # --- starting point
     Hg = pb.H[:, col.pat].T  # (nb, d): the gate of every block, inside its cone
@@ -997,8 +1006,13 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
         w = torch.sqrt(1.0 + a_s * a_s * r2)
         tb = (1.0 + w) / a_s
         xh = x / torch.sqrt(r2).clamp(min=1e-300)[:, None]
-        Hh = (alpha / tb)[:, None, None] * (eye - ((w - 1.0) / w)[:, None, None] * xh[:, :, None] * xh[:, None, :])
-        S = Hh + _weighted_grams(X, XX, mu / s)  # ∇²h + Gᵀ diag(μ/s) G per block
+        # S = ∇²h + Gᵀ diag(μ/s) G per block with ∇²h = (α/t)(I − ((w − 1)/w) x̂x̂ᵀ), ∇²h first and then in
+        # place: at large d every (nb, d, d) temporary is a full pass over memory (0.6 s per iteration at
+        # nb = 200, d = 300 with the five temporaries of the plain expression)
+        S = torch.diag_embed((alpha / tb)[:, None].expand(nb, d))
+        xr = xh * torch.sqrt((alpha / tb) * (w - 1.0) / w)[:, None]
+        S.baddbmm_(xr[:, :, None], xr[:, None, :], alpha=-1.0)
+        S += _weighted_grams(X, XX, mu / s)
         system = _IPMSystem(col, S, _loss_hess(loss, a, y))
         if not system.ok:
             info.notes.append("ipm: Newton system not positive definite")
