@@ -145,7 +145,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     X, y = _read_table(args.data, args.target)
     cls = ConvexReLURegressor if args.task == "regression" else ConvexReLUClassifier
     est = cls(alpha=args.alpha, n_patterns=args.patterns, kind=args.kind, loss=args.loss,
-              max_iter=args.max_iter, tol=args.tol, random_state=args.seed, n_threads=args.threads)
+              max_iter=args.max_iter, max_time=args.max_time, tol=args.tol, random_state=args.seed,
+              n_threads=args.threads)
     t0 = time.perf_counter()
     est.fit(X, y)
     print(json.dumps({"seconds": time.perf_counter() - t0, "width": est.network_.width,
@@ -220,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--patterns", type=int, default=100)
     f.add_argument("--tol", type=float, default=1e-6)
     f.add_argument("--max-iter", type=int, default=10000)
+    f.add_argument("--max-time", type=float, default=None,
+                   help="wall-clock limit of the solver in seconds (the best certified point so far is kept)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--threads", type=int, default=None)
     f.set_defaults(func=cmd_fit)

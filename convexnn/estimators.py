@@ -51,6 +51,7 @@ class _ConvexReLUBase(BaseEstimator):
         "solver": [StrOptions(set(SOLVERS))],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_time": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "fit_intercept": ["boolean"],
         "gate_vectors": ["array-like", None],
         "random_state": ["random_state"],
@@ -74,6 +75,7 @@ class _ConvexReLUBase(BaseEstimator):
         solver: str = "auto",
         tol: float = 1e-6,
         max_iter: int = 10000,
+        max_time: float | None = None,
         fit_intercept: bool = True,
         gate_vectors: np.ndarray | None = None,
         random_state: int | np.random.Generator | None = None,
@@ -94,6 +96,7 @@ class _ConvexReLUBase(BaseEstimator):
         self.solver = solver
         self.tol = tol
         self.max_iter = max_iter
+        self.max_time = max_time
         self.fit_intercept = fit_intercept
         self.gate_vectors = gate_vectors
         self.random_state = random_state
@@ -108,6 +111,9 @@ class _ConvexReLUBase(BaseEstimator):
         self.verbose = verbose
 
     # --- the pieces of fit -------------------------------------------------------------------------
+    def _max_time(self) -> float | None:
+        return None if self.max_time is None else float(self.max_time)
+
     def _augment(self, X: np.ndarray) -> np.ndarray:
         return patterns.add_intercept(X) if self.fit_intercept else X
 
@@ -177,17 +183,21 @@ class _ConvexReLUBase(BaseEstimator):
                     problem = ConvexProblem(t(Xa), t(Y), t(D), t(H), float(self.alpha), self.loss, self.kind)
                     init = "penalty"
                 result = robust_solve(problem, float(self.adversarial_eps), self.adversarial_norm,
-                                      tol=float(self.tol), max_iter=int(self.max_iter), box=box,
+                                      tol=float(self.tol), max_iter=int(self.max_iter), max_time=self._max_time(),
+                                      box=box,
                                       constraints=constraints, init=init, intercept=self.fit_intercept,
                                       callback=callback, warm_start=warm)
             else:
-                options = {} if self.solver == "cvxpy" else {"callback": callback, "warm_start": warm}
+                options = {} if self.solver == "cvxpy" else {"callback": callback, "warm_start": warm,
+                                                             "max_time": self._max_time()}
                 result = solve(problem, solver=self.solver, tol=float(self.tol), max_iter=int(self.max_iter),
                                **options)
         if not result.converged:
+            why = "".join(f"; {note}" for note in result.info.get("polish_notes", []))
+            limit = "" if self.max_time is None else f" or max_time ({self.max_time:g} s)"
             warnings.warn(
                 f"convexnn did not reach relative gap {self.tol:g} in {result.n_iter} iterations "
-                f"(reached {result.certificate.relative_gap:.2e}); increase max_iter or tol",
+                f"(reached {result.certificate.relative_gap:.2e}{why}); increase max_iter{limit} or tol",
                 ConvergenceWarning, stacklevel=3,
             )
         self._set_solution(result, Xa, H)
@@ -217,7 +227,7 @@ class _ConvexReLUBase(BaseEstimator):
         with num_threads(self.n_threads), warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             res = adcg(X, Y, float(self.alpha), self.loss, fit_intercept=self.fit_intercept, tol=float(self.tol),
-                       seed=seed, dtype=resolve_dtype(self.dtype), callback=cb)
+                       seed=seed, dtype=resolve_dtype(self.dtype), callback=cb, max_time=self._max_time())
         if not res.converged:
             warnings.warn(f"convexnn (n_patterns='grow') stopped after {res.rounds} rounds with a dual "
                           f"violation of {res.max_violation:.4g}·alpha", ConvergenceWarning, stacklevel=3)
@@ -385,6 +395,9 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
     solver : "auto", "admm", "fista" (gated only) or "cvxpy" (needs the cvxpy extra).
     tol : stop when the duality certificate's relative gap ≤ tol.
     max_iter : iteration limit of the solver.
+    max_time : wall-clock limit of the solver in seconds (None: none). When it runs out the best certified
+        point so far is kept and a ConvergenceWarning gives its gap. (Not applied to solver="cvxpy"; with
+        n_patterns="grow" the column generation stops after the round that passes it.)
     fit_intercept : append a column of ones (the hidden layer's bias b1).
     gate_vectors : user gates, shape (d + 1, P) or (d, P) (the latter: gates through the origin).
     random_state : seed of the sampled gates (None means seed 0: fits are reproducible).

@@ -21,7 +21,7 @@ def table(tmp_path, breast_cancer):
 
 def test_fit_info_certify(tmp_path, table, capsys):
     model = tmp_path / "m.npz"
-    assert main(["fit", str(table), "-o", str(model), "--patterns", "8", "--max-iter", "300"]) == 0
+    assert main(["fit", str(table), "-o", str(model), "--patterns", "8", "--max-iter", "300", "--max-time", "60"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["gap"] >= 0 and model.exists()
     assert main(["info", str(model)]) == 0

@@ -220,3 +220,16 @@ def test_grow_patterns_by_column_generation(diabetes):
         ConvexReLURegressor(n_patterns="grow", kind="gated").fit(X, y)
     with pytest.raises(ValueError, match="loss 'squared' or 'logistic'"):
         ConvexReLUClassifier(n_patterns="grow", loss="hinge").fit(X, y > 0)
+
+
+def test_max_time_keeps_a_certified_point(breast_cancer):
+    """max_time: the fit stops at the limit, warns with the gap reached and keeps a certified point."""
+    X, y = breast_cancer[0][:200], breast_cancer[1][:200]
+    full = ConvexReLUClassifier(n_patterns=10, n_threads=1).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="max_time"):
+        cut = ConvexReLUClassifier(n_patterns=10, n_threads=1, max_time=1e-3).fit(X, y)
+    assert cut.n_iter_ < full.n_iter_
+    assert cut.certificate_.dual <= full.certificate_.primal * (1 + 1e-9)
+    assert cut.certificate_.primal >= full.certificate_.dual
+    with pytest.raises(ValueError, match="max_time"):
+        ConvexReLUClassifier(max_time=-1.0).fit(X, y)

@@ -358,3 +358,56 @@ def test_gram_and_cholesky_helpers():
     assert float((ref @ x - b).abs().max()) <= 1e-10
     bad = -torch.eye(70, dtype=torch.float64)
     assert not pm._Chol(bad).ok
+
+
+def test_polish_estimates_its_cost_before_allocating(breast_cancer):
+    """The interior-point method's memory and flops are estimated first (ipm_cost): method="ipm" over
+    memory_limit raises a MemoryError that names it; method="auto" on a rough point whose interior-point
+    iterations are over budget is not polished and says why; solve(auto) then keeps the first-order
+    result, whose certificate is still valid (dual ≤ CVXPY's optimum ≤ primal), and reports the reason."""
+    from convexnn.solvers import ipm_direct, solve
+    from convexnn.solvers.polish import ipm_cost
+
+    pb = _small_relu(breast_cancer, "squared", 200, 10)
+    flops, need = ipm_cost(pb.n, pb.d, pb.P)
+    # the dominant allocations, counted by hand: the n × P·d factor, the n×n Gram (n < P·d), five (2P, d, d)
+    # block arrays, a dozen (2P, n) arrays and the rows' outer products (n, d²)
+    n, d, P = pb.n, pb.d, pb.P
+    assert need == 8.0 * (n * P * d + n * n + 5 * 2 * P * d * d + 12 * 2 * P * n + n * d * d)
+    assert flops > n * n * P * d
+    zero = pb.zeros()
+    with pytest.raises(MemoryError, match="memory_limit"):
+        polish(pb, zero, zero.clone(), method="ipm", memory_limit=need / 2)
+    rough = admm(pb, max_iter=5, tol=1e-12)
+    assert rough.certificate.relative_gap > 1e-2
+    out, info = polish(pb, rough.V, rough.W, certificate=rough.certificate, ipm_max_flops=flops / 2,
+                       return_info=True)
+    assert out is None and any("not polished" in note for note in info.notes)
+
+    limit = need / 2  # enough for ADMM's factorisation, not for the interior-point method
+    assert not ipm_direct(pb, memory_limit=limit) and ipm_direct(pb)
+    res = solve(pb, tol=1e-6, max_iter=200, memory_limit=limit)
+    assert not res.converged and res.solver == "admm"
+    assert any("memory_limit" in note for note in res.info["polish_notes"])
+    opt = _cvxpy_optimum(pb)
+    assert res.certificate.dual <= opt + 1e-9 * abs(opt) <= res.certificate.primal + 2e-9 * abs(opt)
+    assert res.certificate.primal == pytest.approx(float(pb.objective(res.V, res.W).sum()), rel=1e-12)
+
+
+def test_solve_auto_respects_max_time(breast_cancer):
+    """solve(auto, max_time): the interior-point method stops at the limit and its point is returned with a
+    valid certificate (no active-set phase or NNLS after the limit)."""
+    from convexnn.solvers import solve
+
+    pb = _small_relu(breast_cancer, "squared", 200, 10)
+    t0 = time.perf_counter()
+    full = solve(pb, tol=1e-6)
+    t_full = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = solve(pb, tol=1e-6, max_time=1e-3)
+    assert not res.converged and res.n_iter < full.n_iter
+    assert time.perf_counter() - t0 < t_full
+    assert res.certificate.dual <= full.certificate.primal * (1 + 1e-9)
+    assert res.certificate.primal >= full.certificate.dual
+    for B in (res.V, res.W):
+        assert float(operators.cone(pb.X, pb.D, B).min()) >= 0.0

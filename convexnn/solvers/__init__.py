@@ -24,7 +24,7 @@ from convexnn.ops import certificates, losses
 from convexnn.solvers.admm import admm
 from convexnn.solvers.cvxpy_ref import cvxpy_solve
 from convexnn.solvers.fista import fista
-from convexnn.solvers.polish import POLISH_LOSSES, polish
+from convexnn.solvers.polish import POLISH_LOSSES, ipm_cost, polish
 from convexnn.solvers.problem import (
     Certificate,
     ConvexProblem,
@@ -54,27 +54,30 @@ def _first_order(problem: ConvexProblem, name: str, tol: float, max_iter: int, *
 
 
 # (C) is solved by polishing from scratch (interior point, then active set) when one interior-point
-# iteration costs at most this many flops, min(n, P·d)²·max(n, P·d) (see polish._IPMSystem)
+# iteration costs at most this many flops (:func:`convexnn.solvers.polish.ipm_cost`)
 IPM_DIRECT_FLOPS = 2e11
 
 
-def ipm_direct(problem: ConvexProblem) -> bool:
-    """Whether ``solver="auto"`` solves (C) by :func:`polish` from scratch, skipping the first-order start."""
+def ipm_direct(problem: ConvexProblem, memory_limit: float = 8 * 2**30) -> bool:
+    """Whether ``solver="auto"`` solves (C) by :func:`polish` from scratch, skipping the first-order start:
+    one interior-point iteration costs ≤ :data:`IPM_DIRECT_FLOPS` flops and fits in ``memory_limit`` bytes."""
     if problem.kind != "relu" or problem.loss not in POLISH_LOSSES:
         return False
-    n, pd = problem.n, problem.P * problem.d
-    return min(n, pd) ** 2 * max(n, pd) <= IPM_DIRECT_FLOPS
+    flops, need = ipm_cost(problem.n, problem.d, problem.P)
+    return flops <= IPM_DIRECT_FLOPS and need <= memory_limit
 
 
 def _info_dict(pinfo) -> dict:
     return {k: v for k, v in vars(pinfo).items() if isinstance(v, int | float | str)}
 
 
-def _polish_from_scratch(problem: ConvexProblem, tol: float, callback=None) -> SolverResult:
-    """(C): interior-point identification then active-set Newton, stopping once certified to ``tol``."""
+def _polish_from_scratch(problem: ConvexProblem, tol: float, callback=None, **limits) -> SolverResult:
+    """(C): interior-point identification then active-set Newton, stopping once certified to ``tol``
+    (``limits``: ``max_time``, ``memory_limit`` of :func:`polish`)."""
     t0 = time.perf_counter()
     zero = problem.zeros()
-    V, W, cert, pinfo = polish(problem, zero, zero.clone(), method="ipm", gap_target=tol, return_info=True)
+    V, W, cert, pinfo = polish(problem, zero, zero.clone(), method="ipm", gap_target=tol, return_info=True,
+                               **limits)
     # its iterations: interior-point plus active-set Newton (or barrier) steps
     its = max(1, pinfo.ipm_iterations + pinfo.newton_iterations)
     rec = {"iteration": its, "seconds": time.perf_counter() - t0, "stage": "polish", **cert.as_dict()}
@@ -84,16 +87,19 @@ def _polish_from_scratch(problem: ConvexProblem, tol: float, callback=None) -> S
                         solver="polish", history=[rec], info={"polish": _info_dict(pinfo)})
 
 
-def _polished(problem: ConvexProblem, res: SolverResult, tol: float) -> SolverResult | None:
-    """The polished result when it improves the certificate, else None."""
+def _polished(problem: ConvexProblem, res: SolverResult, tol: float, **limits) -> SolverResult | None:
+    """The polished result when it improves the certificate, else None (``limits``: ``max_time``,
+    ``memory_limit`` of :func:`polish`). Why polishing did not run or help is added to ``res.info``."""
     info = res.info
     target = tol if problem.kind == "relu" else None
     if "V_raw" in info:  # ADMM: polish from the raw iterate and its multipliers, not the repaired point
         out = polish(problem, info["V_raw"], info["W_raw"], info.get("Nv"), info.get("Nw"),
-                     certificate=res.certificate, gap_target=target, return_info=True)
+                     certificate=res.certificate, gap_target=target, return_info=True, **limits)
     else:
-        out = polish(problem, res.V, res.W, certificate=res.certificate, gap_target=target, return_info=True)
-    if out[0] is None:  # (None, info): no improvement, or an unsupported loss
+        out = polish(problem, res.V, res.W, certificate=res.certificate, gap_target=target, return_info=True,
+                     **limits)
+    if out[0] is None:  # (None, info): no improvement, not affordable, or an unsupported loss
+        info.setdefault("polish_notes", []).extend(out[1].notes)
         return None
     V, W, cert, pinfo = out
     if not cert.relative_gap < res.certificate.relative_gap:
@@ -110,7 +116,10 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
     """Solve ``problem`` with the named solver (see :data:`SOLVERS`).
 
     "admm" and "fista" run the plain first-order method; "auto" picks one of them
-    (:func:`pick_solver`) and polishes its point.
+    (:func:`pick_solver`) and polishes its point. ``options`` go to the first-order method; with "auto",
+    ``max_time`` (seconds) bounds the whole solve, polishing included, and ``memory_limit`` (bytes) also
+    bounds polishing (:func:`polish` estimates its cost before allocating and is skipped when it would not
+    fit or would be too slow; ``info["polish_notes"]`` then says why).
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
@@ -122,29 +131,51 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
     if solver != "auto":
         return _first_order(problem, solver, tol, max_iter, **options)
     name = pick_solver(problem.kind, problem.loss)
-    if options.get("warm_start") is None and ipm_direct(problem):
-        res = _polish_from_scratch(problem, tol, options.get("callback"))
-        if res.converged or max_iter <= 0:
+    max_time = options.pop("max_time", None)
+    deadline = None if max_time is None else time.perf_counter() + float(max_time)
+    memory = {"memory_limit": options["memory_limit"]} if "memory_limit" in options else {}
+
+    def left() -> dict:
+        """The time left, as the ``max_time`` option (none without a limit)."""
+        return {} if deadline is None else {"max_time": max(deadline - time.perf_counter(), 0.0)}
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.perf_counter() >= deadline
+
+    notes: list[str] = []
+    if options.get("warm_start") is None and ipm_direct(problem, **memory):
+        res = _polish_from_scratch(problem, tol, options.get("callback"), **memory, **left())
+        if res.converged or max_iter <= 0 or out_of_time():
             return res
         options["warm_start"] = res  # not certified to tol: the first-order method goes on from its point
         budget, better = 0, None
     else:
         budget = min(max_iter, FIRST_ORDER_BUDGET[problem.kind])
-        res = _first_order(problem, name, tol, budget, **options)
+        res = _first_order(problem, name, tol, budget, **options, **left())
         if res.converged:
             return res
-        better = _polished(problem, res, tol)
+        better = None if out_of_time() else _polished(problem, res, tol, **memory, **left())
+        notes += res.info.pop("polish_notes", [])
     if better is not None and better.converged:
         return better
-    if max_iter > budget:  # polishing did not finish the job: keep iterating from where we are
+    if max_iter > budget and not out_of_time():  # polishing did not finish the job: keep iterating
         options["warm_start"] = better or res
-        rest = _first_order(problem, name, tol, max_iter - budget, **options)
-        rest.n_iter += res.n_iter if budget == 0 else budget
-        rest.history = [*res.history, *rest.history]
+        done_its = res.n_iter if budget == 0 else budget
+        user_cb = options.get("callback")
+        if user_cb is not None:  # the continuation's records count on from the iterations already done
+            options["callback"] = lambda rec: user_cb({**rec, "iteration": rec["iteration"] + done_its})
+        rest = _first_order(problem, name, tol, max_iter - budget, **options, **left())
+        rest.n_iter += done_its
+        rest.history = [*res.history, *({**rec, "iteration": rec["iteration"] + done_its} for rec in rest.history)]
         res = rest if rest.certificate.relative_gap < (better or res).certificate.relative_gap else (better or res)
-        if not res.converged:
-            again = _polished(problem, res, tol)
+        if not res.converged and not out_of_time():
+            again = _polished(problem, res, tol, **memory, **left())
+            notes += res.info.pop("polish_notes", [])
             res = again or res
+    else:
+        res = better or res
+    if notes:
+        res.info["polish_notes"] = list(dict.fromkeys(notes))  # each reason once
     return res
 
 

@@ -81,9 +81,47 @@ import torch
 from convexnn.ops import certificates, losses, operators
 from convexnn.solvers.problem import Certificate, ConvexProblem
 
-__all__ = ["PolishInfo", "dual_certificate", "polish"]
+__all__ = ["IPM_MAX_FLOPS", "PolishInfo", "active_set_bytes", "dual_certificate", "ipm_cost", "polish"]
 
 POLISH_LOSSES = ("squared", "logistic", "hinge")
+
+# method="auto" skips the interior-point (and hinge barrier) method when one of its iterations would cost more
+# than this many flops (:func:`ipm_cost`): about 10–30 s per iteration on one core of the development machine
+IPM_MAX_FLOPS = 5e11
+
+
+def ipm_cost(n: int, d: int, P: int, relu: bool = True) -> tuple[float, float]:
+    """(flops, bytes) of one interior-point iteration (:func:`_ipm`, and the hinge barrier method's Newton
+    step) on one output column of a program with n rows, d columns and P patterns, in float64.
+
+    Flops: the Gram matrix of :class:`_IPMSystem`, min(n, P·d)²·max(n, P·d), and its Cholesky factor,
+    min(n, P·d)³/3; per block (nb = 2P for (C), P for (G)) the weighted Gram Gᵀdiag(μ/s)G, 2·n·d², its
+    Cholesky factor and inverse, ≈ 2·d³; the products with X, ≈ 8·nb·n·d. Bytes: the n × P·d factor of the
+    Gram, the min(n, P·d)² matrix, five (nb, d, d) block arrays, a dozen (nb, n) arrays and, when small
+    enough to be formed (:func:`_outer_rows`), the rows' outer products (n, d²).
+    """
+    nb = 2 * P if relu else P
+    pd = P * d
+    lo, hi = min(n, pd), max(n, pd)
+    flops = float(lo) * lo * hi + lo ** 3 / 3 + nb * (2.0 * n * d * d + 2.0 * d ** 3) + 8.0 * nb * n * d
+    elems = n * pd + lo * lo + 5 * nb * d * d + 12 * nb * n + (n * d * d if n * d * d <= 50_000_000 else 0)
+    return flops, 8.0 * elems
+
+
+def active_set_bytes(n: int, d: int, blocks: int) -> float:
+    """Bytes of the active-set method's Newton step with ``blocks`` support blocks, at most: each block's
+    F_b N_b (n × d at most, kept and concatenated) and the dense Newton matrix, the smaller of m² and
+    (n + blocks)², m = blocks·d (see :func:`_newton_direction`)."""
+    m = blocks * d
+    return 8.0 * (2.0 * n * m + min(m, n + blocks) ** 2 + blocks * d * d)
+
+
+def _gib(b: float) -> str:
+    """A byte count for messages: 12.9 GiB, 3.3 MiB, 512 KiB."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+        if b >= size:
+            return f"{b / size:.1f} {unit}"
+    return f"{b / 2**10:.0f} KiB"
 
 
 @dataclass
@@ -1434,6 +1472,8 @@ def polish(
     hinge_max_iter: int = 300,
     max_time: float | None = None,
     gap_target: float | None = None,
+    memory_limit: float = 8 * 2**30,
+    ipm_max_flops: float = IPM_MAX_FLOPS,
     return_info: bool = False,
 ):
     """Polish an approximate solution of (C) (V, W) or (G) (V = U, W = None) to near machine precision.
@@ -1461,6 +1501,12 @@ def polish(
         relative gap (instead of ``ipm_gap``), and a column it certifies to ≤ ``gap_target`` is returned
         as it is, without the active-set phase (which would take it to near machine precision). None:
         always finish with the active-set phase.
+    memory_limit : bytes the interior-point / barrier method (:func:`ipm_cost`) and the active-set method
+        (:func:`active_set_bytes`) may use, estimated before allocating. A method over it is not run (a
+        note in the info says why); ``method="ipm"`` over it raises MemoryError.
+    ipm_max_flops : with ``method="auto"`` the interior-point / barrier method is not run when one of its
+        iterations would cost more flops than this (:func:`ipm_cost`); then a rough point (relative gap
+        > ``ipm_threshold``) is not polished at all: the result is None and the info says why.
     return_info : also return a :class:`PolishInfo`.
 
     Returns
@@ -1474,6 +1520,9 @@ def polish(
     info = PolishInfo()
     pb = problem
     deadline = None if max_time is None else t_start + max_time
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.perf_counter() > deadline
 
     def done(result):
         info.seconds = time.perf_counter() - t_start
@@ -1490,6 +1539,21 @@ def polish(
     relu = pb.kind == "relu"
     if relu and W is None:
         raise ValueError("kind='relu' needs both V and W")
+    # the interior-point / barrier method's cost, estimated before anything is allocated
+    ipm_flops, ipm_bytes = ipm_cost(pb.n, pb.d, pb.P, relu)
+    ipm_size = (f"one interior-point iteration would take ≈ {ipm_flops:.1e} flops and {_gib(ipm_bytes)} "
+                f"(n = {pb.n}, d = {pb.d}, P = {pb.P})")
+    if method == "ipm" and ipm_bytes > memory_limit:
+        raise MemoryError(f"polish(method='ipm'): {ipm_size}, more than memory_limit = "
+                          f"{_gib(memory_limit)}; use fewer patterns or rows, or a first-order solver")
+    ipm_allowed = ipm_bytes <= memory_limit and (method == "ipm" or ipm_flops <= ipm_max_flops)
+    if not ipm_allowed and (pb.loss == "hinge" or (relu and method == "auto" and certificate is not None
+                                                   and certificate.relative_gap > ipm_threshold)):
+        # the interior-point identification (or the hinge barrier method) is what this point would need
+        info.notes.append(f"not polished: {ipm_size} (limits: {ipm_max_flops:.1e} flops, "
+                          f"memory_limit {_gib(memory_limit)})")
+        info.converged = False
+        return done(None)
     out_dtype = pb.X.dtype
     if out_dtype != torch.float64:
         # Newton and the interior-point method need double precision: work on a float64 copy
@@ -1546,34 +1610,59 @@ def polish(
         mu0 = None
         if relu and Nv is not None and Nw is not None:
             mu0 = torch.clamp(-torch.cat([Nv[:, :, k].T, Nw[:, :, k].T]), min=0.0)
+
+        def active_set(x: torch.Tensor, Wk: torch.Tensor | None, col: _Column = col) -> _ActiveSet | None:
+            """The active-set method from (x, Wk), or None (with a note) when it would not fit in memory."""
+            nsup = int((torch.linalg.vector_norm(x, dim=1) > 0).sum())
+            need = active_set_bytes(col.n, col.d, nsup)
+            if need > memory_limit:
+                info.notes.append(f"active-set: not run, its Newton step with {nsup} blocks could take "
+                                  f"{_gib(need)} (memory_limit {_gib(memory_limit)})")
+                return None
+            return _ActiveSet(col, x, Wk, info, nnls_method)
+
         ok = False
         solver = None
         if not use_ipm_first:
             t0 = time.perf_counter()
             x, Wk = _initial_working_sets(col, x0, mu0, act_tol, support_tol, info)
             t0 = info.tick("initial guess", t0)
-            solver = _ActiveSet(col, x, Wk, info, nnls_method)
-            ok = solver.run(max_newton=max_newton, gtol=tol, deadline=deadline,
-                            max_changes=None if not relu else 4 * col.nb + 50)
-        if relu and not ok and method != "active-set":
+            solver = active_set(x, Wk)
+            if solver is not None:
+                ok = solver.run(max_newton=max_newton, gtol=tol, deadline=deadline,
+                                max_changes=None if not relu else 4 * col.nb + 50)
+        if relu and not ok and method != "active-set" and not ipm_allowed:
+            info.notes.append(f"ipm: not run, {ipm_size}")
+        elif relu and not ok and method != "active-set":
             if not use_ipm_first:
                 info.method = "active-set, then ipm+active-set"
             xi, mui, _, gi, lami, muc = _ipm(col, info, gap_tol=ipm_gap if gap_target is None else gap_target,
                                              max_iter=ipm_max_iter, deadline=deadline)
-            if gap_target is not None and gi <= gap_target and lami is not None:
-                # the interior-point point is certified well enough: no active-set phase for this column
+            certified = lami is not None and gap_target is not None and gi <= gap_target
+            solver2 = None
+            if not certified and not out_of_time():
+                t0 = time.perf_counter()
+                x, Wk = _initial_working_sets(col, xi, mui, act_tol, support_tol, info)
+                t0 = info.tick("initial guess", t0)
+                solver2 = active_set(x, Wk)
+            if solver2 is None and (lami is not None or solver is None):
+                # certified well enough (≤ gap_target), out of time, or the active-set phase does not fit:
+                # the interior-point point is this column's result (with the multipliers it certified with)
                 info.method = "ipm"
                 Vo[:, :, k], Wo[:, :, k] = xi[:P], xi[P:]
-                Mu_v[:, :, k], Mu_w[:, :, k] = muc[:P].T, muc[P:].T
-                ipm_lams[k] = lami
+                mk = muc if lami is not None else mui
+                Mu_v[:, :, k], Mu_w[:, :, k] = mk[:P].T, mk[P:].T
+                if lami is not None:
+                    ipm_lams[k] = lami
+                info.converged = info.converged and certified
                 continue
-            t0 = time.perf_counter()
-            x, Wk = _initial_working_sets(col, xi, mui, act_tol, support_tol, info)
-            t0 = info.tick("initial guess", t0)
-            solver2 = _ActiveSet(col, x, Wk, info, nnls_method)
-            ok = solver2.run(max_newton=max_newton, gtol=tol, deadline=deadline)
-            if solver is None or ok or col.fval(solver2.x) < col.fval(solver.x):
-                solver = solver2
+            if solver2 is not None:
+                ok = solver2.run(max_newton=max_newton, gtol=tol, deadline=deadline)
+                if solver is None or ok or col.fval(solver2.x) < col.fval(solver.x):
+                    solver = solver2
+        if solver is None:  # nothing could run on this column
+            info.converged = False
+            return done(None)
         info.converged = info.converged and ok
         x = _lift_to_cone(col, solver.x)
         if relu:
@@ -1602,7 +1691,7 @@ def polish(
     # NNLS repair could only tighten a bound that is ≤ gap_target already
     cert, _ = dual_certificate(pb, Vo.double(), Wo.double() if Wo is not None else None, Mu_v, Mu_w,
                                nnls_method=nnls_method, Lam=Lam,
-                               repair=len(ipm_lams) < K or out_dtype != torch.float64)
+                               repair=(len(ipm_lams) < K or out_dtype != torch.float64) and not out_of_time())
     info.tick("certificate", t0)
     if certificate is not None and not cert.relative_gap < certificate.relative_gap:
         info.notes.append("no improvement over the given certificate")
