@@ -58,9 +58,13 @@ specifications.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import os
+import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -326,6 +330,32 @@ def _crown_blocks(p: Problem, slopes: tuple[str, ...]) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------------
 # LP / MILP (per point, HiGHS)
+
+
+@contextlib.contextmanager
+def _native_stdout_silenced() -> Iterator[None]:
+    """Point the process's file descriptor 1 at /dev/null for the duration.
+
+    HiGHS's MIP solver (inside ``scipy.optimize.milp``) was seen to print a debug line
+    ("HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();") from C++ straight to fd 1,
+    which ``disp=False`` does not silence and which would end up in a user's report or JSON output.
+    Native code writes to descriptor 1 whatever ``sys.stdout`` is, so that descriptor is redirected (and
+    restored after); Python's ``sys.stdout`` is flushed first. Nothing happens when fd 1 is not open."""
+    try:
+        os.fstat(1)
+    except OSError:
+        yield
+        return
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -423,7 +453,7 @@ def solve_point(
             solved = False
             continue
         if integer:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _native_stdout_silenced():
                 warnings.simplefilter("ignore")
                 res = milp(
                     cost,

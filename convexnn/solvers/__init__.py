@@ -11,7 +11,10 @@ active-set Newton method, with an interior-point start when the point is rough) 
 precision; if polishing does not reach ``tol`` the first-order method continues from where it was.
 For (C) of moderate size (:func:`ipm_direct`) without a warm start it skips the first-order start (whose
 point the interior-point identification does not use) and polishes from scratch; there polishing stops
-as soon as the certificate's relative gap is ≤ ``tol`` (``gap_target`` of :func:`polish`).
+as soon as the certificate's relative gap is ≤ ``tol`` (``gap_target`` of :func:`polish`). Polishing
+estimates its cost first (:func:`convexnn.solvers.polish.ipm_cost`) and is skipped, with a note in
+``info["polish_notes"]``, where it would not fit in ``memory_limit`` or would be too slow; ``max_time``
+bounds the whole solve.
 """
 
 from __future__ import annotations
