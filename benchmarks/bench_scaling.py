@@ -1,4 +1,5 @@
-"""Issue 3's scaling figures: ADMM (prediction split) for (C) with the squared loss on Fashion-MNIST.
+"""Issue 3's scaling figures for (C) with the squared loss on Fashion-MNIST: ADMM (prediction split), and the
+interior-point path to a target gap (``--mode exact``).
 
 Problem: Fashion-MNIST train images, pixels scaled to [0, 1] (no standardisation), an intercept column,
 labels ±1, P Gaussian gates (seed 0), alpha as given. Two kinds of rows:
@@ -8,6 +9,9 @@ labels ±1, P Gaussian gates (seed 0), alpha as given. Two kinds of rows:
 - ``all``: n rows drawn from all 60000 (seed 0), label +1 for classes 5–9 (sandal, shirt, sneaker, bag,
   ankle boot), −1 for classes 0–4.
 
+``--mode exact`` measures the time to relative gap ``--tol`` of the interior-point path (float64) for each
+n in ``--ns`` (or each P in ``--Ps`` with ``--vary P``) on PCA features (``--pca`` components) of rows from
+all ten classes, as n grows to all 60000.
 ``--mode target`` runs :func:`convexnn.solvers.admm.admm_relu_split` once until the certificate's relative gap
 is ≤ ``--tol`` or ``--max-time`` seconds and reports the time to each gap level reached, the iterations,
 the mean time per iteration and the non-zero blocks. ``--mode scaling`` measures the time per iteration
@@ -17,12 +21,16 @@ sign of a random ReLU network) are for a GPU machine.
 
     python benchmarks/bench_scaling.py --mode target --threads 1 --out results/scaling_target_1t.json
     python benchmarks/bench_scaling.py --mode scaling --out results/scaling.json
+    python benchmarks/bench_scaling.py --mode exact --ns 3000 12000 30000 60000 --out results/scaling_exact.json
+    python benchmarks/bench_scaling.py --mode exact --vary P --n 2000 --out results/scaling_exact_P.json
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import sys
 import time
 
 import numpy as np
@@ -32,6 +40,7 @@ from _common import emit, machine_info
 from convexnn.datasets import load_fashion_mnist, to_pm1
 from convexnn.ops import operators
 from convexnn.ops.patterns import add_intercept, patterns_from_gates, sample_gates
+from convexnn.solvers.polish import ipm_cost, polish
 from convexnn.solvers.problem import ConvexProblem
 
 admm_mod = importlib.import_module("convexnn.solvers.admm")
@@ -81,6 +90,39 @@ def run_target(args, dtype) -> dict:
     }
 
 
+def build_pca(n: int, P: int, alpha: float, components: int) -> ConvexProblem:
+    """n rows drawn from all 60000 training images (seed 0; all of them for n = 60000), label +1 for classes
+    5–9, PCA to ``components`` fitted on those rows and standardised, intercept, P Gaussian gates (seed 0)."""
+    from sklearn.decomposition import PCA
+
+    X, y = load_fashion_mnist("train", n=n, seed=0)
+    Z = PCA(components, random_state=0).fit_transform(X)
+    Xa = add_intercept((Z - Z.mean(0)) / Z.std(0))
+    D, H = patterns_from_gates(Xa, sample_gates(Xa.shape[1], P, 0))
+
+    def t(a):
+        return torch.as_tensor(a, dtype=torch.float64)
+
+    return ConvexProblem(t(Xa), t(np.where(y >= 5, 1.0, -1.0)[:, None]), t(D), t(H), alpha, "squared", "relu")
+
+
+def run_exact(n: int, P: int, args) -> dict:
+    """Time to relative gap ``--tol`` of the interior-point path (:func:`polish` from zero, method "ipm",
+    gap_target = tol: what ``solve(solver="auto")`` runs for (C) when it is affordable)."""
+    pb = build_pca(n, P, args.alpha, args.pca)
+    flops, need = ipm_cost(pb.n, pb.d, pb.P)
+    zero = pb.zeros()
+    t0, c0 = time.perf_counter(), time.process_time()
+    V, W, cert, info = polish(pb, zero, zero.clone(), method="ipm", gap_target=args.tol, return_info=True)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"n": pb.n, "d": pb.d, "P": pb.P, "alpha": args.alpha, "wall_seconds": wall, "cpu_seconds": cpu,
+            "reached_tol": cert.relative_gap <= args.tol, "certificate": cert.as_dict(),
+            "ipm_iterations": info.ipm_iterations, "active_set_newton_steps": info.newton_iterations,
+            "method": info.method, "timings": info.timings,
+            "ipm_cost_estimate": {"flops_per_iteration": flops, "bytes": need},
+            "nonzero_blocks": int((operators.group_norms(V) > 0).sum() + (operators.group_norms(W) > 0).sum())}
+
+
 def run_per_iteration(rows: str, n: int | None, P: int, args, dtype) -> dict:
     pb = build(rows, n, P, args.alpha, tuple(args.pair), args.device, args.d)
     admm_mod.admm_relu_split(pb, max_iter=2, check_every=10**9, iter_dtype=dtype)  # warm-up
@@ -99,7 +141,7 @@ def run_per_iteration(rows: str, n: int | None, P: int, args, dtype) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mode", choices=("target", "scaling"), default="target")
+    ap.add_argument("--mode", choices=("target", "scaling", "exact"), default="target")
     ap.add_argument("--rows", choices=("pair", "all", "synthetic"), default="pair")
     ap.add_argument("--pair", type=int, nargs=2, default=(7, 9))
     ap.add_argument("--n", type=int, default=None)
@@ -116,6 +158,9 @@ def main() -> None:
     ap.add_argument("--Ps", type=int, nargs="*", default=[50, 100, 200, 500, 1000])
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--d", type=int, default=100, help="columns of the synthetic X")
+    ap.add_argument("--pca", type=int, default=50, help="PCA components (--mode exact)")
+    ap.add_argument("--vary", choices=("n", "P"), default="n",
+                    help="--mode exact: n over --ns (P = --P), or P over --Ps (n = --n, default 2000)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -124,7 +169,18 @@ def main() -> None:
     out = {"benchmark": "bench_scaling", "machine": machine_info(), "settings": settings,
            "problem": "(C), squared loss, Fashion-MNIST pixels/255 + intercept, labels ±1, Gaussian gates seed 0",
            "solver": "convexnn.solvers.admm.admm_relu_split (prediction split), certificate in float64"}
-    if args.mode == "target":
+    if args.mode == "exact":
+        out["problem"] = ("(C), squared loss, Fashion-MNIST train rows from all classes (label +1 for classes "
+                          "5-9), PCA to --pca components fitted on those rows, standardised, intercept, "
+                          "Gaussian gates seed 0")
+        out["solver"] = "polish(method='ipm', gap_target=tol) from zero: interior point, float64"
+        key, runs = ("by_n", [(n, args.P) for n in args.ns]) if args.vary == "n" else \
+            ("by_P", [(args.n or 2000, P) for P in args.Ps])
+        out[key] = []
+        for n, P in runs:
+            out[key].append(run_exact(n, P, args))
+            print(json.dumps(out[key][-1]), file=sys.stderr, flush=True)  # progress: one row per run
+    elif args.mode == "target":
         out["target"] = run_target(args, dtype)
     else:
         rows_n = "synthetic" if args.rows == "synthetic" else "all"

@@ -86,25 +86,31 @@ __all__ = ["IPM_MAX_FLOPS", "PolishInfo", "active_set_bytes", "dual_certificate"
 POLISH_LOSSES = ("squared", "logistic", "hinge")
 
 # method="auto" skips the interior-point (and hinge barrier) method when one of its iterations would cost more
-# than this many flops (:func:`ipm_cost`): about 10–30 s per iteration on one core of the development machine
-IPM_MAX_FLOPS = 5e11
+# than this many flops (:func:`ipm_cost`): up to about a minute per iteration on one core of the development
+# machine (≈ 20–40 Gflop/s there), and it typically needs 25–65 iterations
+IPM_MAX_FLOPS = 2e12
 
 
 def ipm_cost(n: int, d: int, P: int, relu: bool = True) -> tuple[float, float]:
     """(flops, bytes) of one interior-point iteration (:func:`_ipm`, and the hinge barrier method's Newton
     step) on one output column of a program with n rows, d columns and P patterns, in float64.
 
-    Flops: the Gram matrix of :class:`_IPMSystem`, min(n, P·d)²·max(n, P·d), and its Cholesky factor,
-    min(n, P·d)³/3; per block (nb = 2P for (C), P for (G)) the weighted Gram Gᵀdiag(μ/s)G, 2·n·d², its
-    Cholesky factor and inverse, ≈ 2·d³; the products with X, ≈ 8·nb·n·d. Bytes: the n × P·d factor of the
-    Gram, the min(n, P·d)² matrix, five (nb, d, d) block arrays, a dozen (nb, n) arrays and, when small
-    enough to be formed (:func:`_outer_rows`), the rows' outer products (n, d²).
+    Flops: the Gram matrix of :class:`_IPMSystem` — n ≤ P·d: n²·P·d (``syrk`` of the n × P·d factor Z);
+    n > P·d: n·(P·d)²/2 (:func:`_pattern_gram`) — and its Cholesky factor, min(n, P·d)³/3; per block (nb = 2P
+    for (C), P for (G)) the weighted Gram Gᵀdiag(μ/s)G, 2·n·d², its Cholesky factor and inverse, ≈ 2·d³; the
+    products with X, ≈ 8·nb·n·d. Bytes: n ≤ P·d: Z and the n×n matrix; n > P·d: the (P·d)² matrix and
+    :func:`_pattern_gram`'s pair products and row chunk; five (nb, d, d) block arrays, a dozen (nb, n)
+    arrays and, when small enough to be formed (:func:`_outer_rows`), the rows' outer products (n, d²).
     """
     nb = 2 * P if relu else P
     pd = P * d
-    lo, hi = min(n, pd), max(n, pd)
-    flops = float(lo) * lo * hi + lo ** 3 / 3 + nb * (2.0 * n * d * d + 2.0 * d ** 3) + 8.0 * nb * n * d
-    elems = n * pd + lo * lo + 5 * nb * d * d + 12 * nb * n + (n * d * d if n * d * d <= 50_000_000 else 0)
+    if n <= pd:
+        gram_flops, gram_elems = float(n) * n * pd, n * pd + n * n
+    else:
+        gram_flops, gram_elems = n * float(pd) * pd / 2, 1.75 * pd * pd + 4096 * P * (P + 1) / 2
+    lo = min(n, pd)
+    flops = gram_flops + lo ** 3 / 3 + nb * (2.0 * n * d * d + 2.0 * d ** 3) + 8.0 * nb * n * d
+    elems = gram_elems + 5 * nb * d * d + 12 * nb * n + (n * d * d if n * d * d <= 50_000_000 else 0)
     return flops, 8.0 * elems
 
 
@@ -850,7 +856,7 @@ class _IPMSystem:
     (For (G) the same with M = S⁻¹ and no w-blocks.)
     """
 
-    def __init__(self, col: _Column, S: torch.Tensor, lam: torch.Tensor, DX: torch.Tensor | None = None) -> None:
+    def __init__(self, col: _Column, S: torch.Tensor, lam: torch.Tensor) -> None:
         self.col = col
         n, d, P = col.n, col.d, col.P
         self.ok = False
@@ -877,12 +883,12 @@ class _IPMSystem:
             K.diagonal().add_(1.0)
             self.sl = sl
         else:
-            Fv = (Dn[:, :, None] * col.X[:, None, :]).reshape(n, P * d) if DX is None else \
-                DX.permute(1, 0, 2).reshape(n, P * d)
-            K = _gram_rows((Fv * lam.sqrt()[:, None]).T.contiguous())
+            K = _pattern_gram(col.X, Dn, lam)  # F_vᵀ Λ F_v, without forming F_v (n, P·d)
             Minv = torch.cholesky_inverse(LM)  # (P, d, d)
-            K = K + torch.block_diag(*Minv)
-            self.Fv, self.LM = Fv, LM
+            Kb = K.view(P, d, P, d)
+            ip = torch.arange(P, device=K.device)
+            Kb[ip, :, ip, :] += Minv  # + blockdiag(M⁻¹)
+            self.LM = LM
         self.LK = _Chol(K)
         if not self.LK.ok:
             return
@@ -921,9 +927,44 @@ class _IPMSystem:
         u = Sr[:P] - Sr[P:] if col.relu else Sr
         rhs = self._block_solve(u, self.LM)  # M⁻¹ u
         q = self.LK.solve(rhs.reshape(P * d, 1))[:, 0]
-        Aq = (self.Fv.T @ (self.lam * (self.Fv @ q))).reshape(P, d)
+        Dn = col.pb.D
+        Fq = (Dn * (X @ q.view(P, d).T)).sum(1)  # F_v q = Σ_i D_i X q_i
+        Aq = (Dn * (self.lam * Fq)[:, None]).T @ X  # F_vᵀ Λ F_v q, (P, d)
         AqAll = torch.cat([Aq, -Aq]) if col.relu else Aq
         return Sr - self._block_solve(AqAll)
+
+
+def _pattern_gram(X: torch.Tensor, D: torch.Tensor, lam: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """F_vᵀ diag(λ) F_v for F_v = [D_1 X … D_P X] (n, P·d), as a full symmetric (P·d, P·d) matrix.
+
+    Block (i, j) is Xᵀ diag(λ ⊙ d_i ⊙ d_j) X = Σ_r λ_r d_ri d_rj x_r x_rᵀ: a product of the (n, P(P+1)/2)
+    weights of the pattern pairs i ≤ j with the (n, d(d+1)/2) products x_ra x_rb of the column pairs a ≤ b.
+    Both symmetries are used, so this takes 2·n·P(P+1)/2·d(d+1)/2 ≈ n(P·d)²/2 flops, half of a ``syrk`` of
+    F_v (which only uses the symmetry of the whole matrix); rows go in chunks, so no n × P·d array is formed.
+    """
+    n, d = X.shape
+    P = D.shape[1]
+    iu, ju = torch.triu_indices(P, P, device=X.device)
+    au, bu = torch.triu_indices(d, d, device=X.device)
+    acc = X.new_zeros((iu.numel(), au.numel()))
+    start = [0]
+    for i in range(P):  # pairs (i, j ≥ i) are columns start[i] … start[i] + P − i − 1 (triu_indices' order)
+        start.append(start[-1] + P - i)
+    for r0 in range(0, n, chunk):
+        Dc = D[r0:r0 + chunk]
+        Xc = X[r0:r0 + chunk]
+        Dl = Dc * lam[r0:r0 + chunk, None]
+        Wc = X.new_empty((Dc.shape[0], iu.numel()))  # (c, P(P+1)/2): λ d_i d_j, one slice per i (no gathers)
+        for i in range(P):
+            torch.mul(Dc[:, i:], Dl[:, i:i + 1], out=Wc[:, start[i]:start[i + 1]])
+        acc.addmm_(Wc.T, Xc[:, au] * Xc[:, bu])
+    B = X.new_empty((iu.numel(), d, d))
+    B[:, au, bu] = acc
+    B[:, bu, au] = acc
+    K = X.new_empty((P, d, P, d))
+    K[iu, :, ju, :] = B
+    K[ju, :, iu, :] = B.transpose(1, 2)
+    return K.view(P * d, P * d)
 
 
 def _outer_rows(X: torch.Tensor, limit: int = 50_000_000) -> torch.Tensor | None:
