@@ -34,8 +34,9 @@ changes), a primal-dual interior-point method (Mehrotra predictor-corrector on t
 group norm smoothed by its barrier, infeasible start from the gates) runs to a relative gap ≈ 1e-5; its
 slacks and multipliers give the working sets (row r active when μ_r‖x_r‖/α > s_r/(‖x_r‖‖v_b‖)) and the
 active-set method finishes. Its Newton systems are solved through one n×n or one (P·d)×(P·d) Cholesky
-factor, whichever is smaller (see :class:`_IPMSystem`): the Gram matrix by one BLAS ``dsyrk`` and the factor
-by LAPACK ``dpotrf`` (float64 on the CPU), the per-block matrices Gᵀdiag(μ/s)G by one product with the
+factor, whichever is smaller (see :class:`_IPMSystem`): the n×n Gram matrix by one BLAS ``dsyrk``, the
+(P·d)×(P·d) one from pattern-pair × column-pair products (:func:`_pattern_gram`), the factor by LAPACK
+``dpotrf`` (float64 on the CPU), the per-block matrices Gᵀdiag(μ/s)G by one product with the
 rows' outer products; primal (x, s) and dual (μ) step lengths are taken apart. Every iterate past the
 first phase is certified (``make_feasible`` of x; loss-dual candidates ∇L at the repaired point and at x
 itself; μ refined by projected-gradient steps on the blocks whose dual constraint it violates,
@@ -852,7 +853,8 @@ class _IPMSystem:
       "n"   (n ≤ P·d) Woodbury: F S⁻¹ Fᵀ = Σ_i D_i X M_i Xᵀ D_i with M_i = S_v,i⁻¹ + S_w,i⁻¹ (the signs of
             v and w cancel) and one n×n Cholesky factor of  I + Λ^½ F S⁻¹ Fᵀ Λ^½;
       "pd"  (P·d < n) the prediction depends on q = x_v − x_w only: (M⁻¹ + F_vᵀΛF_v) q = M⁻¹(S_v⁻¹r_v −
-            S_w⁻¹r_w), then x_v = S_v⁻¹(r_v − F_vᵀΛF_v q), x_w = S_w⁻¹(r_w + F_vᵀΛF_v q): one (P·d)² factor.
+            S_w⁻¹r_w), then x_v = S_v⁻¹(r_v − F_vᵀΛF_v q), x_w = S_w⁻¹(r_w + F_vᵀΛF_v q): one (P·d)² factor
+            (F_vᵀΛF_v by :func:`_pattern_gram`; F_v itself is never formed, only applied through X and D).
     (For (G) the same with M = S⁻¹ and no w-blocks.)
     """
 
