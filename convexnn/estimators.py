@@ -184,8 +184,7 @@ class _ConvexReLUBase(BaseEstimator):
                     init = "penalty"
                 result = robust_solve(problem, float(self.adversarial_eps), self.adversarial_norm,
                                       tol=float(self.tol), max_iter=int(self.max_iter), max_time=self._max_time(),
-                                      box=box,
-                                      constraints=constraints, init=init, intercept=self.fit_intercept,
+                                      box=box, constraints=constraints, init=init, intercept=self.fit_intercept,
                                       callback=callback, warm_start=warm)
             else:
                 options = {} if self.solver == "cvxpy" else {"callback": callback, "warm_start": warm,

@@ -90,9 +90,10 @@ def _polish_from_scratch(problem: ConvexProblem, tol: float, callback=None, **li
                         solver="polish", history=[rec], info={"polish": _info_dict(pinfo)})
 
 
-def _polished(problem: ConvexProblem, res: SolverResult, tol: float, **limits) -> SolverResult | None:
+def _polished(problem: ConvexProblem, res: SolverResult, tol: float, notes: list[str],
+              **limits) -> SolverResult | None:
     """The polished result when it improves the certificate, else None (``limits``: ``max_time``,
-    ``memory_limit`` of :func:`polish`). Why polishing did not run or help is added to ``res.info``."""
+    ``memory_limit`` of :func:`polish`). Why polishing did not run or help is appended to ``notes``."""
     info = res.info
     target = tol if problem.kind == "relu" else None
     if "V_raw" in info:  # ADMM: polish from the raw iterate and its multipliers, not the repaired point
@@ -102,7 +103,7 @@ def _polished(problem: ConvexProblem, res: SolverResult, tol: float, **limits) -
         out = polish(problem, res.V, res.W, certificate=res.certificate, gap_target=target, return_info=True,
                      **limits)
     if out[0] is None:  # (None, info): no improvement, not affordable, or an unsupported loss
-        info.setdefault("polish_notes", []).extend(out[1].notes)
+        notes.extend(out[1].notes)
         return None
     V, W, cert, pinfo = out
     if not cert.relative_gap < res.certificate.relative_gap:
@@ -157,8 +158,7 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
         res = _first_order(problem, name, tol, budget, **options, **left())
         if res.converged:
             return res
-        better = None if out_of_time() else _polished(problem, res, tol, **memory, **left())
-        notes += res.info.pop("polish_notes", [])
+        better = None if out_of_time() else _polished(problem, res, tol, notes, **memory, **left())
     if better is not None and better.converged:
         return better
     if max_iter > budget and not out_of_time():  # polishing did not finish the job: keep iterating
@@ -172,8 +172,7 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
         rest.history = [*res.history, *({**rec, "iteration": rec["iteration"] + done_its} for rec in rest.history)]
         res = rest if rest.certificate.relative_gap < (better or res).certificate.relative_gap else (better or res)
         if not res.converged and not out_of_time():
-            again = _polished(problem, res, tol, **memory, **left())
-            notes += res.info.pop("polish_notes", [])
+            again = _polished(problem, res, tol, notes, **memory, **left())
             res = again or res
     else:
         res = better or res

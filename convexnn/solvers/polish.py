@@ -1647,6 +1647,17 @@ def polish(
         method == "auto" and certificate is not None and certificate.relative_gap > ipm_threshold))
     info.method = "ipm+active-set" if use_ipm_first else "active-set"
     ipm_lams: dict[int, torch.Tensor] = {}  # columns certified by the interior-point method: its Λ
+
+    def active_set(col: _Column, x: torch.Tensor, Wk: torch.Tensor | None) -> _ActiveSet | None:
+        """The active-set method from (x, Wk), or None (with a note) when it would not fit in memory."""
+        nsup = int((torch.linalg.vector_norm(x, dim=1) > 0).sum())
+        need = active_set_bytes(col.n, col.d, nsup)
+        if need > memory_limit:
+            info.notes.append(f"active-set: not run, its Newton step with {nsup} blocks could take "
+                              f"{_gib(need)} (memory_limit {_gib(memory_limit)})")
+            return None
+        return _ActiveSet(col, x, Wk, info, nnls_method)
+
     for k in range(K if Lam is None else 0):
         col = _Column(pb, k)
         x0 = torch.cat([V[:, :, k], W[:, :, k]]) if relu else V[:, :, k].clone()
@@ -1654,23 +1665,13 @@ def polish(
         if relu and Nv is not None and Nw is not None:
             mu0 = torch.clamp(-torch.cat([Nv[:, :, k].T, Nw[:, :, k].T]), min=0.0)
 
-        def active_set(x: torch.Tensor, Wk: torch.Tensor | None, col: _Column = col) -> _ActiveSet | None:
-            """The active-set method from (x, Wk), or None (with a note) when it would not fit in memory."""
-            nsup = int((torch.linalg.vector_norm(x, dim=1) > 0).sum())
-            need = active_set_bytes(col.n, col.d, nsup)
-            if need > memory_limit:
-                info.notes.append(f"active-set: not run, its Newton step with {nsup} blocks could take "
-                                  f"{_gib(need)} (memory_limit {_gib(memory_limit)})")
-                return None
-            return _ActiveSet(col, x, Wk, info, nnls_method)
-
         ok = False
         solver = None
         if not use_ipm_first:
             t0 = time.perf_counter()
             x, Wk = _initial_working_sets(col, x0, mu0, act_tol, support_tol, info)
             t0 = info.tick("initial guess", t0)
-            solver = active_set(x, Wk)
+            solver = active_set(col, x, Wk)
             if solver is not None:
                 ok = solver.run(max_newton=max_newton, gtol=tol, deadline=deadline,
                                 max_changes=None if not relu else 4 * col.nb + 50)
@@ -1687,7 +1688,7 @@ def polish(
                 t0 = time.perf_counter()
                 x, Wk = _initial_working_sets(col, xi, mui, act_tol, support_tol, info)
                 t0 = info.tick("initial guess", t0)
-                solver2 = active_set(x, Wk)
+                solver2 = active_set(col, x, Wk)
             if solver2 is None and (lami is not None or solver is None):
                 # certified well enough (≤ gap_target), out of time, or the active-set phase does not fit:
                 # the interior-point point is this column's result (with the multipliers it certified with)
