@@ -40,6 +40,21 @@ def _to_numpy(a: Any) -> Any:
     return a
 
 
+# columns of X whose standard deviations differ by more than this factor make the convex program
+# ill-conditioned in floating point (the interior-point Newton systems lose every digit)
+SCALE_SPREAD_HINT = 1e3
+
+
+def _scale_hint(X: np.ndarray) -> str:
+    """A sentence for the convergence warning when X's columns are on very different scales, else ""."""
+    sd = X.std(axis=0)
+    sd = sd[sd > 0]
+    if sd.size < 2 or not sd.max() > SCALE_SPREAD_HINT * sd.min():
+        return ""
+    return (f"; the columns of X have standard deviations from {sd.min():.2g} to {sd.max():.2g}, which makes "
+            "the program ill-conditioned: standardise X (e.g. sklearn.preprocessing.StandardScaler in a Pipeline)")
+
+
 class _ConvexReLUBase(BaseEstimator):
     """Shared parameters, validation and fitting of the convex two-layer ReLU estimators."""
 
@@ -196,7 +211,8 @@ class _ConvexReLUBase(BaseEstimator):
             limit = "" if self.max_time is None else f" or max_time ({self.max_time:g} s)"
             warnings.warn(
                 f"convexnn did not reach relative gap {self.tol:g} in {result.n_iter} iterations "
-                f"(reached {result.certificate.relative_gap:.2e}{why}); increase max_iter{limit} or tol",
+                f"(reached {result.certificate.relative_gap:.2e}{why}); increase max_iter{limit} or tol"
+                f"{_scale_hint(X)}",
                 ConvergenceWarning, stacklevel=3,
             )
         self._set_solution(result, Xa, H)

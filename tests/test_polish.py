@@ -428,3 +428,37 @@ def test_solve_auto_respects_max_time(breast_cancer):
     assert res.certificate.primal >= full.certificate.dual
     for B in (res.V, res.W):
         assert float(operators.cone(pb.X, pb.D, B).min()) >= 0.0
+
+
+def test_active_set_stopping_short_keeps_the_interior_point_result(diabetes, monkeypatch):
+    """An active-set phase that ends early (budget, stall, too many changes) at a worse point does not
+    replace the interior-point point: the result is certified at least as well as the IPM certified it."""
+    import importlib
+
+    polish_mod = importlib.import_module("convexnn.solvers.polish")
+    pb = _problem(diabetes, "relu", "squared")
+    z = pb.zeros()
+
+    def stops_short(self, *args, **kwargs):  # a failed phase: it wandered off (a 5% larger point) and gave up
+        self.x = 1.05 * self.x
+        return False
+
+    monkeypatch.setattr(polish_mod._ActiveSet, "run", stops_short)
+    V, W, cert, info = polish(pb, z, z.clone(), method="ipm", gap_target=1e-14, return_info=True)
+    assert info.method == "ipm" and any("interior-point point is kept" in note for note in info.notes)
+    assert cert.relative_gap <= info.ipm_gap * (1 + 1e-6) and cert.relative_gap < 1e-4
+    _check(pb, V, W, cert, DIABETES_RELU_SQUARED_OPT, rel=1e-4)
+
+
+def test_active_set_newton_on_a_singular_reduced_hessian(breast_cancer):
+    """Every pattern twice: moving weight between two identical blocks leaves φ unchanged, so the reduced
+    Hessian is singular. The active-set phase must not report convergence from a stall far from stationarity
+    (it did, at relative gap 1e-2 where the interior-point point had 1e-6)."""
+    pb = _problem((breast_cancer[0][:150], breast_cancer[1][:150]), "relu", "squared")
+    pb = ConvexProblem(pb.X, pb.Y, torch.cat([pb.D, pb.D], 1), torch.cat([pb.H, pb.H], 1), pb.alpha, pb.loss,
+                       pb.kind)
+    z = pb.zeros()
+    V, W, cert, info = polish(pb, z, z.clone(), method="ipm", return_info=True)
+    assert cert.relative_gap <= info.ipm_gap * (1 + 1e-6) and cert.relative_gap < 1e-5
+    assert float(operators.cone(pb.X, pb.D, V).min()) >= 0.0 and float(operators.cone(pb.X, pb.D, W).min()) >= 0.0
+    assert cert.gap >= 0.0

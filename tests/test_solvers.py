@@ -292,3 +292,22 @@ def test_row_space_warm_start_is_projected():
     assert warm.converged and cold.converged
     assert warm.certificate.primal == pytest.approx(cold.certificate.primal, rel=1e-7)
     assert warm.V.shape == cold.V.shape == (pb.P, pb.d, 1)
+
+
+def test_spd_cholesky_factors_what_plain_cholesky_cannot():
+    """PSD + I with the PSD part 1e20 times larger (features 1e5 apart, a small ADMM penalty): plain Cholesky
+    fails in float64, spd_cholesky returns the factor of a rounding-level shift of it."""
+    from convexnn.solvers.linsys import spd_cholesky
+
+    g = torch.Generator().manual_seed(0)
+    Z = torch.randn(30, 40, generator=g, dtype=torch.float64)  # rank 30 < 40: ZᵀZ singular
+    A = 1e20 * (Z.T @ Z)
+    A.diagonal().add_(1.0)
+    assert bool(torch.linalg.cholesky_ex(A).info)  # the failure this guards against
+    L = spd_cholesky(A)
+    assert bool(torch.isfinite(L).all())
+    assert float(torch.linalg.matrix_norm(L @ L.T - A)) <= 1e-9 * float(torch.linalg.matrix_norm(A))
+    B = torch.eye(5, dtype=torch.float64) * 2.0  # a well-conditioned one: the plain factor, untouched
+    assert torch.equal(spd_cholesky(B), torch.linalg.cholesky(B))
+    with pytest.raises(torch.linalg.LinAlgError, match="standardise X"):
+        spd_cholesky(-torch.eye(3, dtype=torch.float64))

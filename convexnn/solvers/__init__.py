@@ -108,7 +108,7 @@ def _polished(problem: ConvexProblem, res: SolverResult, tol: float, notes: list
     V, W, cert, pinfo = out
     if not cert.relative_gap < res.certificate.relative_gap:
         return None
-    rec = {"iteration": res.n_iter, "seconds": (res.history[-1]["seconds"] if res.history else 0.0),
+    rec = {"iteration": res.n_iter, "seconds": (res.history[-1]["seconds"] if res.history else 0.0) + pinfo.seconds,
            "stage": "polish", **cert.as_dict()}
     return SolverResult(V=V, W=W, certificate=cert, n_iter=res.n_iter, converged=cert.relative_gap <= tol,
                         solver=f"{res.solver}+polish", history=[*res.history, rec],
@@ -151,8 +151,11 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
         res = _polish_from_scratch(problem, tol, options.get("callback"), **memory, **left())
         if res.converged or max_iter <= 0 or out_of_time():
             return res
-        options["warm_start"] = res  # not certified to tol: the first-order method goes on from its point
-        budget, better = 0, None
+        # not certified to tol: the active-set method from the interior-point point (its working sets guessed
+        # afresh), then the first-order method goes on from the better of the two
+        better = _polished(problem, res, tol, notes, **memory, **left())
+        options["warm_start"] = better or res
+        budget = 0
     else:
         budget = min(max_iter, FIRST_ORDER_BUDGET[problem.kind])
         res = _first_order(problem, name, tol, budget, **options, **left())

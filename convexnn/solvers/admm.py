@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from convexnn.ops import certificates, losses, operators
-from convexnn.solvers.linsys import QSystem, choose_strategy
+from convexnn.solvers.linsys import QSystem, choose_strategy, spd_cholesky
 from convexnn.solvers.problem import Certificate, ConvexProblem, Monitor, SolverResult
 
 SPLIT_SIZE = 20_000_000  # n·d·P from which splitting="auto" uses the prediction split for (C), squared loss
@@ -468,7 +468,7 @@ def admm_relu_split(
     def factor(gam: float) -> torch.Tensor:
         M = gam * (X.T @ X)
         M.diagonal().add_(1.0)
-        return torch.linalg.cholesky(M)
+        return spd_cholesky(M)
 
     LM = factor(rho_z / rho)
     V = X.new_zeros((2 * P, d, K))

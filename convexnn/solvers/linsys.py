@@ -27,6 +27,28 @@ from convexnn.ops import operators
 STRATEGIES = ("cholesky", "woodbury", "pcg")
 
 
+def spd_cholesky(A: torch.Tensor) -> torch.Tensor:
+    """Lower Cholesky factor of A = (PSD matrix) + (a positive multiple of I), shape (m, m).
+
+    In floating point such an A can fail to factor when its PSD part is ~1/eps times larger than the
+    identity part (features on very different scales, a small ADMM penalty). Then the factor of A + δI is
+    returned, with δ = 1e-14, 1e-12, … × the largest diagonal entry: a rounding-level change, which only
+    makes an ADMM step inexact (its certificates are computed from the iterates and stay valid)."""
+    L, info = torch.linalg.cholesky_ex(A)
+    if not bool(info):
+        return L
+    top = float(A.diagonal().abs().max())
+    for rel in (1e-14, 1e-12, 1e-10, 1e-8, 1e-6):
+        B = A.clone()
+        B.diagonal().add_(rel * top)
+        L, info = torch.linalg.cholesky_ex(B)
+        if not bool(info):
+            return L
+    raise torch.linalg.LinAlgError(f"a {A.shape[0]}×{A.shape[0]} system that should be positive definite "
+                                   "did not factor, even with a diagonal shift of 1e-6 × its largest diagonal entry "
+                                   "(the data holds NaN/Inf or is on extreme scales: standardise X)")
+
+
 def block_solve(L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
     """M⁻¹ applied to every block of R (P, d, K), with L the Cholesky factor of M (d, d)."""
     P, d, K = R.shape
@@ -67,7 +89,7 @@ class QSystem:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown linear-system strategy {strategy!r}: expected one of {STRATEGIES}")
         self.X, self.D, self.c, self.strategy = X, D, c, strategy
-        self.LM = torch.linalg.cholesky(M)
+        self.LM = spd_cholesky(M)
         n, d = X.shape
         P = D.shape[1]
         self.M = M
@@ -78,12 +100,12 @@ class QSystem:
             Z = (D[:, :, None] * X[:, None, :]).reshape(n, P * d)  # F_v, column (i, a) ↦ i·d + a
             Q = c * (Z.T @ Z)
             Q.view(P, d, P, d).diagonal(dim1=0, dim2=2).add_(M[:, :, None])  # + I_P ⊗ M
-            self.LQ = torch.linalg.cholesky(Q)
+            self.LQ = spd_cholesky(Q)
         else:
             Kmat = X @ torch.cholesky_solve(X.T, self.LM)  # X M⁻¹ Xᵀ
             S = Kmat * (D @ D.T)
             S.diagonal().add_(1.0 / c)
-            self.LS = torch.linalg.cholesky(S)
+            self.LS = spd_cholesky(S)
 
     def matvec(self, Q: torch.Tensor) -> torch.Tensor:
         """(I_P ⊗ M + c F_vᵀF_v) q for q (P, d, K)."""

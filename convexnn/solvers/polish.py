@@ -374,9 +374,9 @@ def _spd_solve(H: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 def _newton_direction(A: torch.Tensor, h: torch.Tensor, zh: torch.Tensor, bn: torch.Tensor, sizes: list[int],
-                      g: torch.Tensor, alpha: float) -> torch.Tensor:
+                      g: torch.Tensor, alpha: float, ridge: float = 0.0) -> torch.Tensor:
     """The Newton direction −H⁻¹g of the reduced problem, H = AᵀΛA + blockdiag(β_b (I − ẑ_b ẑ_bᵀ)),
-    β_b = α/‖z_b‖ (A (n, m), Λ = diag(h)).
+    β_b = α/‖z_b‖ (A (n, m), Λ = diag(h)); with ``ridge`` > 0, −(H + ridge·max_j H_jj·I)⁻¹g (dense).
 
     Dense Cholesky of the m×m matrix, or — when m is large compared with n — Woodbury through an
     (n + q)×(n + q) saddle-point system (q support blocks): H = B + U C Uᵀ with B = diag(β), U = [AᵀΛ^½, Ẑ]
@@ -396,9 +396,11 @@ def _newton_direction(A: torch.Tensor, h: torch.Tensor, zh: torch.Tensor, bn: to
             blk -= beta[j] * torch.outer(u, u)
             blk.diagonal().add_(beta[j])
             off += sz
+        if ridge > 0:
+            H.diagonal().add_(ridge * float(H.diagonal().abs().max()))
         return _spd_solve(H, g)
 
-    if n * n * m + (n + q) ** 3 >= 0.7 * (n * m * m + m ** 3 / 3):
+    if ridge > 0 or n * n * m + (n + q) ** 3 >= 0.7 * (n * m * m + m ** 3 / 3):
         return dense()
     sizes_t = torch.as_tensor(sizes, device=A.device)
     idx = torch.repeat_interleave(torch.arange(q, device=A.device), sizes_t)
@@ -454,6 +456,7 @@ class _ActiveSet:
             self._rebasis(b)
         self.mu_W: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.mu_cache: dict[int, torch.Tensor] = {}  # NNLS multipliers of zero blocks (warm starts)
+        self._degenerate: set[tuple[int, int]] = set()  # (block, row) added by a zero step (see _step)
 
     def _rebasis(self, b: int) -> bool:
         """Recompute block b's null-space basis from its working set and project x_b on it.
@@ -495,13 +498,19 @@ class _ActiveSet:
         return out
 
     def run(self, max_newton: int = 300, gtol: float = 1e-13, drop_tol: float = 1e-12,
-            enter_tol: float = 1e-12, max_changes: int | None = None, deadline: float | None = None) -> bool:
-        """Iterate until the KKT conditions hold (returns True) or the budget is spent (False)."""
+            enter_tol: float = 1e-12, max_changes: int | None = None, deadline: float | None = None,
+            stall_tol: float = 1e-6) -> bool:
+        """Iterate until the KKT conditions hold (returns True) or the budget is spent (False).
+
+        Newton stops making progress at the rounding floor, where the largest reduced gradient
+        max_b ‖g_b‖/α is ~1e-10 on well-scaled data; a stall with max_b ‖g_b‖/α > ``stall_tol`` is not that
+        (an ill-conditioned reduced Hessian, e.g. on unscaled targets) and ends the method with False."""
         col, info = self.col, self.info
         alpha, loss, y = col.alpha, col.loss, col.y
         f = col.fval(self.x)
         changes = 0
         stalled = 0
+        gmax = 0.0
         self._last_added = 0
         for _ in range(max_newton):
             if deadline is not None and time.perf_counter() > deadline:
@@ -528,7 +537,20 @@ class _ActiveSet:
                     dz = _newton_direction(Ared, h, zh, bn, sizes, g, alpha)
                     info.newton_iterations += 1
                     t0 = info.tick("newton system", t0)
-                    if self._step(bl, sizes, g, dz, f):
+                    stepped = self._step(bl, sizes, g, dz, f)
+                    if not stepped and gmax > stall_tol:
+                        # far from stationary yet no decrease: the reduced Hessian is (numerically) singular
+                        # (the group norm is flat along a block's radius where two blocks predict alike, and
+                        # an ill-conditioned X adds more), so the Newton step is garbage. Levenberg–Marquardt:
+                        # the same system with a growing ridge, until a step decreases φ
+                        for ridge in (1e-10, 1e-7, 1e-4):
+                            dz = _newton_direction(Ared, h, zh, bn, sizes, g, alpha, ridge=ridge)
+                            info.newton_iterations += 1
+                            if self._step(bl, sizes, g, dz, f):
+                                stepped = True
+                                break
+                        t0 = info.tick("newton system", t0)
+                    if stepped:
                         f_new = col.fval(self.x)
                         changes += self._last_added
                         # a step that changes nothing but rounding: count towards the rounding floor
@@ -571,6 +593,9 @@ class _ActiveSet:
                 f = col.fval(self.x)
                 stalled = 0
                 continue
+            if bl and gmax > stall_tol:
+                info.notes.append(f"active-set: Newton stalled at reduced gradient {gmax:.1e}·alpha")
+                return False
             return True
         info.notes.append("active-set: Newton budget spent")
         return False
@@ -607,7 +632,24 @@ class _ActiveSet:
                 break
             t *= 0.5
         else:
-            return False
+            # no decrease: if rows at zero slack outside the working sets block some blocks at once (T_b ≈ 0,
+            # a degenerate vertex), take the zero step and add them, so that the next direction respects them
+            # (each row at most once per run: a row released and blocking again would otherwise cycle)
+            stuck = [b for b in bl if float(T[b]) <= 1e-12 and (b, int(blocker[b])) not in self._degenerate]
+            if not stuck:
+                return False
+            saved = (self.x.clone(), self.W.clone(), self.sup.clone(), list(self.N), list(self.A))
+            for b in stuck:
+                self._degenerate.add((b, int(blocker[b])))
+                self.W[b, int(blocker[b])] = True
+                self._rebasis(b)
+            # the projection onto the new faces must be a rounding-level move (not a block set to zero)
+            if not bool(self.sup[stuck].all()) or col.fval(self.x) > f + 64 * col.eps * abs(f):
+                self.x, self.W, self.sup, self.N, self.A = saved
+                return False
+            self.info.rows_added += len(stuck)
+            self._last_added += len(stuck)
+            return True
         self.x = xn_
         for b in bl:
             if float(T[b]) <= t:
@@ -1441,6 +1483,19 @@ def _hinge_gap(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u2: torch
 # certificates
 
 
+def _column_gap(col: _Column, x: torch.Tensor, mu: torch.Tensor, nnls_method: str = "auto") -> float:
+    """Relative certificate gap of one column of (C) at x (nb, d) as polish would return it: primal at
+    :func:`_lift_to_cone` (x) made exactly feasible (:func:`certificates.make_feasible`), dual by
+    :func:`dual_certificate` with the multipliers μ (nb, n) repaired by NNLS where they fall short."""
+    pb, P = col.pb, col.P
+    xf = _lift_to_cone(col, x)
+    V = certificates.make_feasible(col.X, pb.D, pb.H, xf[:P, :, None])
+    W = certificates.make_feasible(col.X, pb.D, pb.H, xf[P:, :, None])
+    one = ConvexProblem(X=col.X, Y=col.y[:, None], D=pb.D, H=pb.H, alpha=pb.alpha, loss=pb.loss, kind=pb.kind)
+    cert, _ = dual_certificate(one, V, W, mu[:P].T[:, :, None], mu[P:].T[:, :, None], nnls_method=nnls_method)
+    return cert.relative_gap
+
+
 def dual_certificate(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | None = None,
                      Mu_v: torch.Tensor | None = None, Mu_w: torch.Tensor | None = None,
                      nnls_method: str = "auto", Lam: torch.Tensor | None = None,
@@ -1689,9 +1744,20 @@ def polish(
                 x, Wk = _initial_working_sets(col, xi, mui, act_tol, support_tol, info)
                 t0 = info.tick("initial guess", t0)
                 solver2 = active_set(col, x, Wk)
+            if solver2 is not None:
+                ok = solver2.run(max_newton=max_newton, gtol=tol, deadline=deadline)
+                if solver is None or ok or col.fval(solver2.x) < col.fval(solver.x):
+                    solver = solver2
+                if not ok and lami is not None and _column_gap(col, solver.x, solver.multipliers_dense(),
+                                                               nnls_method) >= gi:
+                    # the active-set phase stopped short (budget, time, too many changes) at a point less well
+                    # certified than the interior-point one: keep that (seen on unscaled targets, where a
+                    # poor working-set guess sent it to a point 1% worse with no usable multipliers)
+                    info.notes.append("active-set: stopped short; the interior-point point is kept")
+                    solver2 = None
             if solver2 is None and (lami is not None or solver is None):
-                # certified well enough (≤ gap_target), out of time, or the active-set phase does not fit:
-                # the interior-point point is this column's result (with the multipliers it certified with)
+                # certified well enough (≤ gap_target), out of time, the active-set phase does not fit or did
+                # worse: the interior-point point is this column's result (with the multipliers it certified with)
                 info.method = "ipm"
                 Vo[:, :, k], Wo[:, :, k] = xi[:P], xi[P:]
                 mk = muc if lami is not None else mui
@@ -1700,10 +1766,6 @@ def polish(
                     ipm_lams[k] = lami
                 info.converged = info.converged and certified
                 continue
-            if solver2 is not None:
-                ok = solver2.run(max_newton=max_newton, gtol=tol, deadline=deadline)
-                if solver is None or ok or col.fval(solver2.x) < col.fval(solver.x):
-                    solver = solver2
         if solver is None:  # nothing could run on this column
             info.converged = False
             return done(None)

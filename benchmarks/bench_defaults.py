@@ -1,0 +1,104 @@
+"""The default estimators on real data as it ships: does a plain ``fit`` certify, and how fast?
+
+For every PMLB table in ``../shared/data/pmlb`` (at most ``--n`` rows, drawn with seed 0) and four of
+scikit-learn's built-in data sets (diabetes, breast cancer, wine, iris), ``ConvexReLURegressor`` (regression)
+or ``ConvexReLUClassifier`` (binary and multi-class) with default parameters except ``random_state=0``,
+``n_threads=--threads`` and ``max_time=--max-time``, fitted twice: on X as it is ("raw") and on X with every
+non-constant column standardised ("std"). Recorded per fit: wall time, the certificate's relative gap,
+whether it reached ``tol`` (1e-6) without a ConvergenceWarning, the warnings' text, the training score.
+
+    python benchmarks/bench_defaults.py --out results/defaults.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import torch
+from _common import emit, machine_info
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
+from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
+
+from convexnn import ConvexReLUClassifier, ConvexReLURegressor
+from convexnn.datasets import list_pmlb, load_pmlb
+
+BUILTIN = {"sklearn:diabetes": (load_diabetes, "regression"), "sklearn:breast_cancer": (load_breast_cancer, "binary"),
+           "sklearn:wine": (load_wine, "multiclass"), "sklearn:iris": (load_iris, "multiclass")}
+
+
+def datasets(n_max: int, only: list[str] | None):
+    for name, task in list_pmlb().items():
+        if only and name not in only:
+            continue
+        X, y = load_pmlb(name)
+        if X.shape[0] > n_max:
+            X, y = load_pmlb(name, n=n_max, seed=0)
+        yield name, task, X, y
+    for name, (loader, task) in BUILTIN.items():
+        if only and name not in only:
+            continue
+        X, y = loader(return_X_y=True)
+        yield name, task, X, y
+
+
+def fit_one(X: np.ndarray, y: np.ndarray, task: str, threads: int, max_time: float) -> dict:
+    est = (ConvexReLURegressor if task == "regression" else ConvexReLUClassifier)(
+        random_state=0, n_threads=threads, max_time=max_time)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            est.fit(X, y)
+            error = None
+        except Exception as exc:  # a crash is a result here, not the end of the benchmark
+            error = f"{type(exc).__name__}: {exc}"
+    wall = time.perf_counter() - t0
+    rec: dict = {"seconds": wall, "error": error,
+                 "warnings": [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]}
+    if error is None:
+        rec.update(relative_gap=est.certificate_.relative_gap, score=float(est.score(X, y)),
+                   certified=est.certificate_.relative_gap <= est.tol and not rec["warnings"])
+    else:
+        rec["certified"] = False
+    return rec
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=600, help="rows per data set at most (random subset, seed 0)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--max-time", type=float, default=120.0, help="max_time of each fit (seconds)")
+    ap.add_argument("--only", nargs="*", help="data set names to run (default: all)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    with threadpool_limits(args.threads):
+        for name, task, X, y in datasets(args.n, args.only):
+            for scale in ("raw", "std"):
+                Xs = X
+                if scale == "std":
+                    sd = X.std(0)
+                    Xs = (X - X.mean(0)) / np.where(sd > 0, sd, 1.0)
+                rec = {"data": name, "task": task, "scale": scale, "n": X.shape[0], "d": X.shape[1],
+                       **fit_one(Xs, y, task, args.threads, args.max_time)}
+                rows.append(rec)
+                print(f"{name:22s} {scale:4s} n={X.shape[0]:5d} d={X.shape[1]:3d} {rec['seconds']:7.2f} s  "
+                      f"gap {rec.get('relative_gap', float('nan')):.1e}  certified {rec['certified']}", flush=True)
+    summary = {scale: {"fits": sum(r["scale"] == scale for r in rows),
+                       "certified": sum(r["scale"] == scale and r["certified"] for r in rows),
+                       "errors": sum(r["scale"] == scale and r["error"] is not None for r in rows),
+                       "seconds_total": sum(r["seconds"] for r in rows if r["scale"] == scale)}
+               for scale in ("raw", "std")}
+    emit({"benchmark": "defaults", "machine": machine_info(), "settings": vars(args),
+          "method": "default ConvexReLURegressor / ConvexReLUClassifier (random_state=0), one fit per data set and "
+                    "scaling; 'certified': relative gap <= tol (1e-6) and no ConvergenceWarning",
+          "summary": summary, "results": rows}, args.out)
+
+
+if __name__ == "__main__":
+    main()
