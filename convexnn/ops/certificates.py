@@ -69,5 +69,13 @@ def make_feasible(X: torch.Tensor, D: torch.Tensor, H: torch.Tensor, V: torch.Te
     t = ratio.amax(0)  # (P, K)
     stuck = ((viol > 0) & ~pos).any(0)  # violated where the gate cannot help
     Vf = V + t[:, None, :] * H.T[:, :, None]
+    for _ in range(3):
+        # v + t h evaluated in floating point can miss by rounding (slack −1e-16 on the row that set t): twice
+        # the step that the rounding took back (a no-op for exactly feasible blocks)
+        left = torch.clamp(-operators.cone(X, D, Vf), min=0.0) * pos
+        if not bool((left > 0).any()):
+            break
+        extra = 2.0 * torch.where(pos, left / torch.where(pos, Gh, torch.ones_like(Gh)), 0.0).amax(0)
+        Vf = Vf + extra[:, None, :] * H.T[:, :, None]
     Vf = torch.where(stuck[:, None, :], torch.zeros_like(Vf), Vf)
     return Vf

@@ -200,9 +200,10 @@ def _solve_in_row_space(problem: ConvexProblem, reduced: tuple[ConvexProblem, to
     res = solve(pr, solver, tol, max_iter, **options)
     V = lift_blocks(B, res.V)
     W = None if res.W is None else lift_blocks(B, res.W)
-    if problem.kind == "relu":
-        V = certificates.make_feasible(problem.X, problem.D, problem.H, V)
-        W = certificates.make_feasible(problem.X, problem.D, problem.H, W)
+    if problem.kind == "relu":  # repaired along the gates' row-space parts (same X h), so V stays in the row space
+        Hr = B @ (B.T @ problem.H)
+        V = certificates.make_feasible(problem.X, problem.D, Hr, V)
+        W = certificates.make_feasible(problem.X, problem.D, Hr, W)
     primal = float(problem.objective(V, W).sum())
     cert = Certificate(primal=primal, dual=res.certificate.dual)
     info = {k: v for k, v in res.info.items() if k not in ("V_raw", "W_raw", "Nv", "Nw")}
