@@ -55,6 +55,27 @@ def _scale_hint(X: np.ndarray) -> str:
             "the program ill-conditioned: standardise X (e.g. sklearn.preprocessing.StandardScaler in a Pipeline)")
 
 
+# alpha below this fraction of max_i ‖X̃ᵀD_i y‖/n (the scale above which the zero network is optimal) leaves the
+# program nearly unregularised: its certificate needs ~1/ratio relative accuracy in the dual constraints. On the
+# shipped data sets (benchmarks/bench_defaults.py) every default fit with a ratio below 1e-8 failed to certify
+# (537_houses raw 1.5e-12 and standardised-X 4.7e-9, 197_cpu_act raw 8.6e-12, adult raw 8.3e-9) and every one
+# above 5e-6 certified
+ALPHA_RATIO_HINT = 1e-7
+
+
+def _alpha_hint(problem: ConvexProblem) -> str:
+    """A sentence for the convergence warning when alpha is tiny for the data's scale, else ""."""
+    from convexnn.ops import operators
+
+    top = float(operators.group_norms(operators.adjoint(problem.X, problem.D, problem.Y)).max()) / problem.n
+    if not problem.alpha < ALPHA_RATIO_HINT * top:
+        return ""
+    return (f"; alpha = {problem.alpha:g} is {problem.alpha / top:.0e} of max_i ‖X̃ᵀD_i y‖/n = {top:.2g} (above which "
+            "the zero network is optimal): the program is nearly unregularised and certifying it needs more digits "
+            "than floating point keeps; scale y (e.g. sklearn.compose.TransformedTargetRegressor) and X, or raise "
+            "alpha")
+
+
 class _ConvexReLUBase(BaseEstimator):
     """Shared parameters, validation and fitting of the convex two-layer ReLU estimators."""
 
@@ -212,7 +233,7 @@ class _ConvexReLUBase(BaseEstimator):
             warnings.warn(
                 f"convexnn did not reach relative gap {self.tol:g} in {result.n_iter} iterations "
                 f"(reached {result.certificate.relative_gap:.2e}{why}); increase max_iter{limit} or tol"
-                f"{_scale_hint(X)}",
+                f"{_scale_hint(X)}{_alpha_hint(problem)}",
                 ConvergenceWarning, stacklevel=3,
             )
         self._set_solution(result, Xa, H)

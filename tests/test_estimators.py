@@ -292,3 +292,15 @@ def test_convergence_warning_suggests_standardising_badly_scaled_X(breast_cancer
     with pytest.warns(ConvergenceWarning) as record:  # well-scaled: no such advice
         ConvexReLUClassifier(n_patterns=10, n_threads=1, max_iter=1, max_time=1e-3).fit(breast_cancer[0][:150], y)
     assert not any("standardise" in str(r.message) for r in record)
+
+
+def test_convergence_warning_flags_a_nearly_unregularised_program(diabetes):
+    """y on a scale 1e9 times alpha's: when the fit is not certified, the warning names the ratio and says to
+    scale y or raise alpha; on the standardised target it does not."""
+    X, y = diabetes
+    fast = {"n_patterns": 10, "n_threads": 1, "max_iter": 1, "max_time": 1e-3}
+    with pytest.warns(ConvergenceWarning, match="nearly unregularised"):
+        ConvexReLURegressor(**fast).fit(X, 1e9 * y)
+    with pytest.warns(ConvergenceWarning) as record:
+        ConvexReLURegressor(**fast).fit(X, y)
+    assert not any("unregularised" in str(r.message) for r in record)

@@ -1081,9 +1081,9 @@ def _relu_dual_bound(col: _Column, lam: torch.Tensor, mu: torch.Tensor, steps: i
 
 
 # scale of the interior-point method's starting multipliers (relative to the least-norm solution of Gᵀμ = r).
-# Measured over 11 PMLB tables (400 rows each, raw and standardised, 50 gates, one IPM run each; the command is
-# in the 2026-11-23 closing note): 1 → 706 iterations in all and 2 runs without a certificate, 1e-1 → 627 and 2,
-# 1e-2 → 564 and 1, 1e-3 → 576 and 1; pendigits raw (600 rows) diverged at 1 and converges at 1e-1 .. 1e-3.
+# Measured by benchmarks/bench_ipm_start.py (11 PMLB tables, 400 rows, raw and standardised, 50 gates): 1 → 706
+# iterations in all and 2 runs without a certificate, 1e-1 → 627 and 2, 1e-2 → 564 and 1, 1e-3 → 576 and 1;
+# pendigits raw (600 rows, 10 classes) diverged at 1 on one class and converges at 1e-1 .. 1e-3.
 IPM_MU_START = 1e-2
 
 
