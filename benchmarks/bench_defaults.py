@@ -2,12 +2,13 @@
 
 For every PMLB table in ``../shared/data/pmlb`` (at most ``--n`` rows, drawn with seed 0) and four of
 scikit-learn's built-in data sets (diabetes, breast cancer, wine, iris), ``ConvexReLURegressor`` (regression)
-or ``ConvexReLUClassifier`` (binary and multi-class) with default parameters except ``random_state=0``,
+or ``ConvexReLUClassifier`` (binary and multi-class; ``--loss``) with default parameters except ``random_state=0``,
 ``n_threads=--threads`` and ``max_time=--max-time``, fitted twice: on X as it is ("raw") and on X with every
 non-constant column standardised ("std"). Recorded per fit: wall time, the certificate's relative gap,
 whether it reached ``tol`` (1e-6) without a ConvergenceWarning, the warnings' text, the training score.
 
     python benchmarks/bench_defaults.py --out results/defaults.json
+    python benchmarks/bench_defaults.py --loss logistic --tasks binary multiclass --out results/defaults_logistic.json
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ def datasets(n_max: int, only: list[str] | None):
         yield name, task, X, y
 
 
-def fit_one(X: np.ndarray, y: np.ndarray, task: str, threads: int, max_time: float) -> dict:
+def fit_one(X: np.ndarray, y: np.ndarray, task: str, threads: int, max_time: float, loss: str) -> dict:
     est = (ConvexReLURegressor if task == "regression" else ConvexReLUClassifier)(
-        random_state=0, n_threads=threads, max_time=max_time)
+        random_state=0, n_threads=threads, max_time=max_time, **({} if task == "regression" else {"loss": loss}))
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -73,19 +74,25 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-time", type=float, default=120.0, help="max_time of each fit (seconds)")
     ap.add_argument("--only", nargs="*", help="data set names to run (default: all)")
+    ap.add_argument("--loss", choices=("squared", "logistic", "hinge"), default="squared",
+                    help="the classifiers' loss (regressors: squared)")
+    ap.add_argument("--tasks", nargs="*", choices=("binary", "multiclass", "regression"),
+                    default=["binary", "multiclass", "regression"])
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     with threadpool_limits(args.threads):
         for name, task, X, y in datasets(args.n, args.only):
+            if task not in args.tasks:
+                continue
             for scale in ("raw", "std"):
                 Xs = X
                 if scale == "std":
                     sd = X.std(0)
                     Xs = (X - X.mean(0)) / np.where(sd > 0, sd, 1.0)
                 rec = {"data": name, "task": task, "scale": scale, "n": X.shape[0], "d": X.shape[1],
-                       **fit_one(Xs, y, task, args.threads, args.max_time)}
+                       **fit_one(Xs, y, task, args.threads, args.max_time, args.loss)}
                 rows.append(rec)
                 print(f"{name:22s} {scale:4s} n={X.shape[0]:5d} d={X.shape[1]:3d} {rec['seconds']:7.2f} s  "
                       f"gap {rec.get('relative_gap', float('nan')):.1e}  certified {rec['certified']}", flush=True)
