@@ -1237,6 +1237,7 @@ def _smooth_hinge(r: torch.Tensor, c: float) -> tuple[torch.Tensor, torch.Tensor
 def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_iter: int = 200,
                    deadline: float | None = None, beta: float = 0.3, shrink: float = 0.1, refine: int = 3,
                    cone_weight: float = 0.01, finish=None, finish_from: float = 1e-4, finish_tol: float = 1e-11,
+                   late_finish: float = 1e-2,
                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, float]:
     """Barrier (path-following) method for (C) or (G) with the hinge loss, on one column.
 
@@ -1252,7 +1253,8 @@ def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_i
     matrices' condition grows like 1/τ²). Once the gap is ≤ ``finish_from`` each point is handed to
     ``finish(x, μ, u, τ) → (x', μ', u', gap')`` (the reduced Newton step), and the method stops when that
     certifies ≤ ``finish_tol``; it also stops at ``gap_tol``, after ``max_iter`` Newton steps or when
-    centering fails. Returns the best certified (x, μ or None, u = p/n, τ).
+    centering fails (then, if the best gap is ≤ ``late_finish``, ``finish`` is tried from the best point).
+    Returns the best certified (x, μ or None, u = p/n, τ).
     """
     X = col.X
     n, d = col.n, col.d
@@ -1301,7 +1303,9 @@ def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_i
             break
         # ---- centering: Newton's method on φ_τ
         centred = False
-        for _ in range(50):
+        # the first τ may take the whole budget: from the gates, on unscaled data, the damped Newton phase
+        # (decrement ≫ 1, φ still falling) can need more than 50 steps (wine raw: about 60)
+        for _ in range(50 if best[3] is not None else max_iter):
             if newton >= max_iter:
                 break
             newton += 1
@@ -1347,6 +1351,13 @@ def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_i
         t0 = info.tick("ipm certificate", t0)
         if gap < best[0]:
             best = (gap, x, mu, p / n, tau)
+        if finish is not None and not centred and finish_from < best[0] <= late_finish and best[2] is not None:
+            # centering failed before the gap reached finish_from (rounding, on ill-conditioned X): try the
+            # reduced Newton step from the best point anyway; kept only if it certifies better
+            xf, muf, uf, gapf = finish(best[1], best[2], best[3], best[4])
+            t0 = time.perf_counter()
+            if gapf < best[0]:
+                best = (gapf, xf, muf, uf, best[4])
         if finish is not None and gap <= finish_from:
             # Newton on the reduced problem identified at this point; done if it certifies to rounding
             xf, muf, uf, gapf = finish(x, mu, p / n, tau)
