@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from convexnn._config import num_threads, resolve_device, resolve_dtype
 from convexnn.network import TwoLayerReLU, network_from_blocks
-from convexnn.ops import patterns
+from convexnn.ops import operators, patterns
 from convexnn.solvers import SOLVERS, ConvexProblem, SolverResult, solve
 from convexnn.solvers.problem import KINDS, Certificate
 
@@ -65,8 +65,6 @@ ALPHA_RATIO_HINT = 1e-7
 
 def _alpha_hint(problem: ConvexProblem) -> str:
     """A sentence for the convergence warning when alpha is tiny for the data's scale, else ""."""
-    from convexnn.ops import operators
-
     top = float(operators.group_norms(operators.adjoint(problem.X, problem.D, problem.Y)).max()) / problem.n
     if not problem.alpha < ALPHA_RATIO_HINT * top:
         return ""

@@ -972,8 +972,8 @@ class _IPMSystem:
         rhs = self._block_solve(u, self.LM)  # M⁻¹ u
         q = self.LK.solve(rhs.reshape(P * d, 1))[:, 0]
         Dn = col.pb.D
-        Fq = (Dn * (X @ q.view(P, d).T)).sum(1)  # F_v q = Σ_i D_i X q_i
-        Aq = (Dn * (self.lam * Fq)[:, None]).T @ X  # F_vᵀ Λ F_v q, (P, d)
+        Fq = operators.forward(X, Dn, q.view(P, d, 1))  # F_v q = Σ_i D_i X q_i, (n, 1)
+        Aq = operators.adjoint(X, Dn, self.lam[:, None] * Fq)[:, :, 0]  # F_vᵀ Λ F_v q, (P, d)
         AqAll = torch.cat([Aq, -Aq]) if col.relu else Aq
         return Sr - self._block_solve(AqAll)
 
