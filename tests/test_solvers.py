@@ -311,3 +311,26 @@ def test_spd_cholesky_factors_what_plain_cholesky_cannot():
     assert torch.equal(spd_cholesky(B), torch.linalg.cholesky(B))
     with pytest.raises(torch.linalg.LinAlgError, match="standardise X"):
         spd_cholesky(-torch.eye(3, dtype=torch.float64))
+
+
+def test_shifted_cholesky_on_a_batch():
+    """A batch with one singular PSD matrix: every matrix gets δ = s × its own largest diagonal entry, the
+    factors reproduce the shifted matrices, and a matrix no shift can fix reports ok False."""
+    from convexnn.solvers.linsys import shifted_cholesky
+
+    g = torch.Generator().manual_seed(1)
+    Z = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    A = torch.stack([Z.T @ Z, torch.eye(6, dtype=torch.float64) * 4.0])  # rank 3, then well conditioned
+    assert bool(torch.linalg.cholesky_ex(A).info.any())
+    L, B, ok = shifted_cholesky(A, (1e-12, 1e-8))
+    assert ok
+    top = A.diagonal(dim1=1, dim2=2).amax(1)
+    first = A + (1e-12 * top)[:, None, None] * torch.eye(6, dtype=torch.float64)
+    second = A + (1e-8 * top)[:, None, None] * torch.eye(6, dtype=torch.float64)
+    assert torch.equal(B, first) or torch.equal(B, second)
+    assert torch.allclose(L @ L.transpose(1, 2), B, rtol=0, atol=1e-12 * float(top.max()))
+    L1, B1, ok1 = shifted_cholesky(A[1], (1e-12,))  # nothing to fix: the plain factor of A itself
+    assert ok1 and torch.equal(B1, A[1])
+    assert torch.equal(L1, torch.linalg.cholesky(A[1]))
+    _, _, bad = shifted_cholesky(-torch.eye(3, dtype=torch.float64), (1e-12, 1e-6))
+    assert not bad

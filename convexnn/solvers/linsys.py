@@ -27,6 +27,27 @@ from convexnn.ops import operators
 STRATEGIES = ("cholesky", "woodbury", "pcg")
 
 
+def shifted_cholesky(A: torch.Tensor, shifts: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Lower Cholesky factor of a symmetric positive (semi)definite A, shape (m, m) or (b, m, m) (only the
+    lower triangles are read), with a diagonal shift where rounding defeats it.
+
+    When a factorization fails, A + δI is factored instead, δ = s × the largest |diagonal entry| (per
+    matrix) for each s of ``shifts`` in turn; with a batch, every matrix gets its shift. Returns
+    (L, the matrix that L factors, ok): ok False when even the last shift failed."""
+    L, info = torch.linalg.cholesky_ex(A)
+    if not bool(info.any()):
+        return L, A, True
+    top = A.diagonal(dim1=-2, dim2=-1).abs().amax(-1)
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    B = A
+    for rel in shifts:
+        B = A + (rel * top)[..., None, None] * eye
+        L, info = torch.linalg.cholesky_ex(B)
+        if not bool(info.any()):
+            return L, B, True
+    return L, B, False
+
+
 def spd_cholesky(A: torch.Tensor) -> torch.Tensor:
     """Lower Cholesky factor of A = (PSD matrix) + (a positive multiple of I), shape (m, m).
 
@@ -34,19 +55,12 @@ def spd_cholesky(A: torch.Tensor) -> torch.Tensor:
     identity part (features on very different scales, a small ADMM penalty). Then the factor of A + δI is
     returned, with δ = 1e-14, 1e-12, … × the largest diagonal entry: a rounding-level change, which only
     makes an ADMM step inexact (its certificates are computed from the iterates and stay valid)."""
-    L, info = torch.linalg.cholesky_ex(A)
-    if not bool(info):
-        return L
-    top = float(A.diagonal().abs().max())
-    for rel in (1e-14, 1e-12, 1e-10, 1e-8, 1e-6):
-        B = A.clone()
-        B.diagonal().add_(rel * top)
-        L, info = torch.linalg.cholesky_ex(B)
-        if not bool(info):
-            return L
-    raise torch.linalg.LinAlgError(f"a {A.shape[0]}×{A.shape[0]} system that should be positive definite "
-                                   "did not factor, even with a diagonal shift of 1e-6 × its largest diagonal entry "
-                                   "(the data holds NaN/Inf or is on extreme scales: standardise X)")
+    L, _, ok = shifted_cholesky(A, (1e-14, 1e-12, 1e-10, 1e-8, 1e-6))
+    if not ok:
+        raise torch.linalg.LinAlgError(f"a {A.shape[0]}×{A.shape[0]} system that should be positive definite "
+                                       "did not factor, even with a diagonal shift of 1e-6 × its largest diagonal "
+                                       "entry (the data holds NaN/Inf or is on extreme scales: standardise X)")
+    return L
 
 
 def block_solve(L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:

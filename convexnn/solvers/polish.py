@@ -80,6 +80,7 @@ import numpy as np
 import torch
 
 from convexnn.ops import certificates, losses, operators
+from convexnn.solvers.linsys import shifted_cholesky
 from convexnn.solvers.problem import Certificate, ConvexProblem
 
 __all__ = ["IPM_MAX_FLOPS", "PolishInfo", "active_set_bytes", "dual_certificate", "ipm_cost", "polish"]
@@ -363,12 +364,9 @@ def _nnls(col: _Column, blocks: list[int], C: torch.Tensor, target: torch.Tensor
 def _spd_solve(H: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """−H⁻¹g for a symmetric positive (semi)definite H (only its lower triangle is read): Cholesky, with a
     tiny ridge if needed."""
-    Lc, bad = torch.linalg.cholesky_ex(H)
-    if bool(bad):
+    Lc, _, ok = shifted_cholesky(H, (1e-12,))
+    if not ok:
         H = torch.tril(H) + torch.tril(H, -1).T
-        ridge = 1e-12 * float(H.diagonal().abs().max())
-        Lc, bad = torch.linalg.cholesky_ex(H + ridge * torch.eye(H.shape[0], dtype=H.dtype, device=H.device))
-    if bool(bad):
         return -torch.linalg.lstsq(H, g[:, None]).solution[:, 0]
     return -torch.cholesky_solve(g[:, None], Lc)[:, 0]
 
@@ -904,13 +902,9 @@ class _IPMSystem:
         self.col = col
         n, d, P = col.n, col.d, col.P
         self.ok = False
-        eye = torch.eye(d, dtype=S.dtype, device=S.device)
-        Lb, bad = torch.linalg.cholesky_ex(S)
-        if bool(bad.any()):
-            S = S + (1e-12 * S.diagonal(dim1=1, dim2=2).abs().amax(1))[:, None, None] * eye
-            Lb, bad = torch.linalg.cholesky_ex(S)
-            if bool(bad.any()):
-                return
+        Lb, S, ok = shifted_cholesky(S, (1e-12,))
+        if not ok:
+            return
         Sinv = torch.cholesky_inverse(Lb)
         M = Sinv[:P] + Sinv[P:] if col.relu else Sinv
         LM, bad = torch.linalg.cholesky_ex(M)
