@@ -226,6 +226,18 @@ class _Column:
     def slack(self, x: torch.Tensor) -> torch.Tensor:
         return self.Sg * (x @ self.X.T)
 
+    def repaired(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """(C): the blocks x (nb, d) made exactly cone-feasible (:func:`certificates.make_feasible`), as
+        (V, W) (P, d, 1) each, with their prediction (n, 1) and objective L + α Σ‖·‖ (the primal of a
+        certificate, valid whatever x)."""
+        pb, P = self.pb, self.P
+        V = certificates.make_feasible(self.X, pb.D, pb.H, x[:P, :, None])
+        W = certificates.make_feasible(self.X, pb.D, pb.H, x[P:, :, None])
+        pred = operators.forward(self.X, pb.D, V - W)
+        prim = float(losses.value(self.loss, pred, self.y[:, None]).sum()) + self.alpha * float(
+            operators.group_norms(V).sum() + operators.group_norms(W).sum())
+        return V, W, pred, prim
+
     def G(self, b: int) -> torch.Tensor:
         """The cone rows (2D_i − I) X of block b, (n, d)."""
         return self.Sg[b][:, None] * self.X
@@ -1098,7 +1110,7 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
     dual constraint it violates, once the gap is < 1e-3; see :func:`_relu_dual_bound`).
     """
     X = col.X
-    n, d, nb, P = col.n, col.d, col.nb, col.P
+    n, d, nb = col.n, col.d, col.nb
     alpha, loss, y = col.alpha, col.loss, col.y
     dt = X.dtype
     pb = col.pb
@@ -1182,11 +1194,7 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
                 torch.linalg.vector_norm(x, dim=1).sum())):
             continue
         # certificate of the current point (valid whatever the iterate)
-        V = certificates.make_feasible(X, pb.D, pb.H, x[:P, :, None])
-        Wt = certificates.make_feasible(X, pb.D, pb.H, x[P:, :, None])
-        pred = operators.forward(X, pb.D, V - Wt)
-        prim = float(losses.value(loss, pred, y[:, None]).sum()) + alpha * float(
-            operators.group_norms(V).sum() + operators.group_norms(Wt).sum())
+        _, _, pred, prim = col.repaired(x)
         # two loss-dual candidates: ∇L at the repaired point and at the iterate itself (whose dual
         # residual c − Gᵀμ + αx/t → 0); late, projected-gradient steps on the μ of the violating blocks
         dual, lam, mu_c = -math.inf, None, mu
@@ -1507,17 +1515,13 @@ def _hinge_gap(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u2: torch
     Y = col.y[:, None]
     lam = (-u2 * col.y)[:, None]
     if col.relu:
-        V = certificates.make_feasible(X, pb.D, pb.H, x[:P, :, None])
-        Wt = certificates.make_feasible(X, pb.D, pb.H, x[P:, :, None])
-        pred = operators.forward(X, pb.D, V - Wt)
-        pen = float(operators.group_norms(V).sum() + operators.group_norms(Wt).sum())
+        prim = col.repaired(x)[3]
         dual = float(certificates.dual_value_relu(X, pb.D, Y, lam, mu[:P].T[:, :, None], mu[P:].T[:, :, None],
                                                   alpha, "hinge").sum())
     else:
         pred = operators.forward(X, pb.D, x[:, :, None])
-        pen = float(operators.group_norms(x[:, :, None]).sum())
+        prim = float(losses.value("hinge", pred, Y).sum()) + alpha * float(operators.group_norms(x[:, :, None]).sum())
         dual = float(certificates.dual_value_gated(X, pb.D, Y, lam, alpha, "hinge").sum())
-    prim = float(losses.value("hinge", pred, Y).sum()) + alpha * pen
     return (prim - dual) / max(abs(prim), 1e-300)
 
 
@@ -1530,9 +1534,7 @@ def _column_gap(col: _Column, x: torch.Tensor, mu: torch.Tensor, nnls_method: st
     :func:`_lift_to_cone` (x) made exactly feasible (:func:`certificates.make_feasible`), dual by
     :func:`dual_certificate` with the multipliers μ (nb, n) repaired by NNLS where they fall short."""
     pb, P = col.pb, col.P
-    xf = _lift_to_cone(col, x)
-    V = certificates.make_feasible(col.X, pb.D, pb.H, xf[:P, :, None])
-    W = certificates.make_feasible(col.X, pb.D, pb.H, xf[P:, :, None])
+    V, W, _, _ = col.repaired(_lift_to_cone(col, x))
     one = ConvexProblem(X=col.X, Y=col.y[:, None], D=pb.D, H=pb.H, alpha=pb.alpha, loss=pb.loss, kind=pb.kind)
     cert, _ = dual_certificate(one, V, W, mu[:P].T[:, :, None], mu[P:].T[:, :, None], nnls_method=nnls_method)
     return cert.relative_gap
