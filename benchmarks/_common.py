@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmark scripts: machine description and JSON output."""
+"""Shared helpers for the benchmark scripts: machine description, JSON output, data preparation."""
 
 from __future__ import annotations
 
@@ -53,3 +53,19 @@ def emit(result: dict, out: str | None) -> None:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
+
+
+def standardise(X: np.ndarray) -> np.ndarray:
+    """Every non-constant column of X to mean 0 and standard deviation 1 (constant columns only centred)."""
+    sd = X.std(0)
+    return (X - X.mean(0)) / np.where(sd > 0, sd, 1.0)
+
+
+def pmlb_at_most(name: str, n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """A PMLB table whole, or a random subset of ``n_max`` rows (seed 0) when it has more."""
+    from convexnn.datasets import load_pmlb
+
+    X, y = load_pmlb(name)
+    if X.shape[0] > n_max:
+        X, y = load_pmlb(name, n=n_max, seed=0)
+    return X, y

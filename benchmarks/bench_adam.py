@@ -49,7 +49,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import emit, machine_info  # noqa: E402
+from _common import emit, machine_info, standardise  # noqa: E402
 
 from convexnn import datasets  # noqa: E402
 from convexnn.baselines import nonconvex_objective, train_adam  # noqa: E402
@@ -79,11 +79,6 @@ DATASETS = {
 FMNIST_PCA = 50
 
 
-def _standardise(X: np.ndarray) -> np.ndarray:
-    sd = X.std(0)
-    return (X - X.mean(0)) / np.where(sd > 0, sd, 1.0)
-
-
 def load(name: str) -> tuple[np.ndarray, np.ndarray, dict]:
     """Standardised X, encoded targets Y (n, K), and a description of the preprocessing."""
     src, task, rows = DATASETS[name]
@@ -99,9 +94,9 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray, dict]:
         X = Xc @ Vt[:FMNIST_PCA].T
         desc = {"source": f"Fashion-MNIST train, classes {classes or 'all 10'}", "rows": int(X.shape[0]),
                 "subsampled_to": rows, "features": f"pixels/255, PCA to {FMNIST_PCA} components"}
-    X = _standardise(X)
+    X = standardise(X)
     if task == "regression":
-        Y = _standardise(y[:, None])
+        Y = standardise(y[:, None])
     elif task == "binary":
         labels = np.unique(y)
         Y = np.where(y == labels[1], 1.0, -1.0)[:, None]

@@ -19,13 +19,13 @@ import warnings
 
 import numpy as np
 import torch
-from _common import emit, machine_info
+from _common import emit, machine_info, pmlb_at_most, standardise
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from convexnn import ConvexReLUClassifier, ConvexReLURegressor
-from convexnn.datasets import list_pmlb, load_pmlb
+from convexnn.datasets import list_pmlb
 
 BUILTIN = {"sklearn:diabetes": (load_diabetes, "regression"), "sklearn:breast_cancer": (load_breast_cancer, "binary"),
            "sklearn:wine": (load_wine, "multiclass"), "sklearn:iris": (load_iris, "multiclass")}
@@ -35,9 +35,7 @@ def datasets(n_max: int, only: list[str] | None):
     for name, task in list_pmlb().items():
         if only and name not in only:
             continue
-        X, y = load_pmlb(name)
-        if X.shape[0] > n_max:
-            X, y = load_pmlb(name, n=n_max, seed=0)
+        X, y = pmlb_at_most(name, n_max)
         yield name, task, X, y
     for name, (loader, task) in BUILTIN.items():
         if only and name not in only:
@@ -87,10 +85,7 @@ def main() -> None:
             if task not in args.tasks:
                 continue
             for scale in ("raw", "std"):
-                Xs = X
-                if scale == "std":
-                    sd = X.std(0)
-                    Xs = (X - X.mean(0)) / np.where(sd > 0, sd, 1.0)
+                Xs = standardise(X) if scale == "std" else X
                 rec = {"data": name, "task": task, "scale": scale, "n": X.shape[0], "d": X.shape[1],
                        **fit_one(Xs, y, task, args.threads, args.max_time, args.loss)}
                 rows.append(rec)

@@ -17,10 +17,9 @@ import time
 
 import numpy as np
 import torch
-from _common import emit, machine_info
+from _common import emit, machine_info, pmlb_at_most, standardise
 from threadpoolctl import threadpool_limits
 
-from convexnn.datasets import load_pmlb
 from convexnn.ops.patterns import add_intercept, patterns_from_gates, sample_gates
 from convexnn.solvers.problem import ConvexProblem
 
@@ -31,12 +30,9 @@ TABLES = ["magic", "spambase", "chess", "tic_tac_toe", "monk1", "ionosphere", "s
 
 def problems(n_max: int):
     for name in TABLES:
-        X, y = load_pmlb(name)
-        if X.shape[0] > n_max:
-            X, y = load_pmlb(name, n=n_max, seed=0)
+        X, y = pmlb_at_most(name, n_max)
         for scale in ("raw", "std"):
-            sd = X.std(0)
-            Xs = X if scale == "raw" else (X - X.mean(0)) / np.where(sd > 0, sd, 1.0)
+            Xs = X if scale == "raw" else standardise(X)
             Xa = add_intercept(Xs)
             D, H = patterns_from_gates(Xa, sample_gates(Xa.shape[1], 50, 0))
             yy = np.where(y == y.max(), 1.0, -1.0)
