@@ -27,6 +27,19 @@ from convexnn.ops import operators
 STRATEGIES = ("cholesky", "woodbury", "pcg")
 
 
+def lstsq(A: torch.Tensor, B: torch.Tensor, driver: str | None = None) -> torch.Tensor:
+    """Least-squares solution X of A X = B (batched like torch.linalg.lstsq), rank-deficient A included, on
+    any device.
+
+    torch's CUDA lstsq has only the "gels" driver (QR without pivoting: full-rank A only; a singular A gives
+    inf or NaN), so off the CPU the system is solved on the CPU with ``driver`` (default "gelsy", the CPU
+    default, which handles rank deficiency) and the solution moved back. The callers are fallbacks on small
+    systems (a Cholesky factorization that failed, a multiplier fit), so the copy is cheap."""
+    if A.device.type == "cpu":
+        return torch.linalg.lstsq(A, B, driver=driver).solution
+    return torch.linalg.lstsq(A.cpu(), B.cpu(), driver=driver or "gelsy").solution.to(A.device)
+
+
 def shifted_cholesky(A: torch.Tensor, shifts: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Lower Cholesky factor of a symmetric positive (semi)definite A, shape (m, m) or (b, m, m) (only the
     lower triangles are read), with a diagonal shift where rounding defeats it.
