@@ -18,6 +18,12 @@ For every n it measures
     python benchmarks/bench_cvxpy.py --sizes 5000 --cvxpy-timeout 600 --out results/cvxpy_5000.json
 
     python benchmarks/bench_cvxpy.py --sizes 500 1000 2000 --cvxpy-timeout 600 --out results/cvxpy.json
+
+``--device cuda`` runs convexnn on a GPU; with ``--reference FILE`` (an earlier run's JSON on the same problems)
+the CVXPY + Clarabel figures are taken from that file instead of being run again (a GPU machine need not have
+CVXPY; Clarabel runs on the CPU either way), and the JSON says so:
+
+    python benchmarks/bench_cvxpy.py --sizes 500 1000 2000 --device cuda --reference results/cvxpy.json
 """
 
 from __future__ import annotations
@@ -127,6 +133,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cvxpy-timeout", type=float, default=900.0, help="wall-clock limit per Clarabel run (s)")
     ap.add_argument("--no-cvxpy", action="store_true")
+    ap.add_argument("--device", default="cpu", help="where convexnn runs (Clarabel runs on the CPU)")
+    ap.add_argument("--reference", default=None,
+                    help="JSON of an earlier run on the same problems: take the CVXPY figures from it")
     ap.add_argument("--out", default=None)
     ap.add_argument("--child", nargs=2, metavar=("NPZ", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -136,26 +145,41 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
     rows = []
+    reference = {}
+    if args.reference:
+        old = json.loads(Path(args.reference).read_text())
+        keep = ("pca", "gates", "alpha", "loss", "seed")
+        if any(old["settings"][k] != getattr(args, k) for k in keep):
+            raise SystemExit(f"--reference {args.reference} was run with other settings: "
+                             f"{ {k: old['settings'][k] for k in keep} }")
+        reference = {r["n"]: {**r["cvxpy"], "from": args.reference, "machine": old["machine"]}
+                     for r in old["results"] if "cvxpy" in r}
     for n in args.sizes:
         X, y, D, H = make_problem(n, args.pca, args.gates, args.seed)
 
         def t(a):
-            return torch.as_tensor(a, dtype=torch.float64)
+            return torch.as_tensor(a, dtype=torch.float64, device=args.device)
 
         pb = ConvexProblem(t(X), t(y[:, None]), t(D), t(H), args.alpha, args.loss, "relu")
+        if args.device != "cpu":  # kernels loaded and the allocator warmed on a small solve first
+            solve(ConvexProblem(pb.X[:200], pb.Y[:200], pb.D[:200, :5], pb.H[:, :5], args.alpha, args.loss,
+                                "relu"), tol=1e-3)
+            torch.cuda.synchronize()
         t0, c0 = time.perf_counter(), time.process_time()
         res = solve(pb, solver="auto", tol=args.tol)
+        if args.device != "cpu":
+            torch.cuda.synchronize()
         sec, cpu = time.perf_counter() - t0, time.process_time() - c0
         cert = res.certificate
-        row = {"n": pb.n, "d": pb.d, "P": pb.P, "alpha": args.alpha, "loss": args.loss,
+        row = {"n": pb.n, "d": pb.d, "P": pb.P, "alpha": args.alpha, "loss": args.loss, "device": args.device,
                "variables": 2 * pb.P * pb.d, "cone_rows": 2 * pb.P * pb.n,
                "convexnn_seconds": sec, "convexnn_cpu_seconds": cpu, "convexnn_solver": res.solver,
                "convexnn_converged": res.converged, **{f"convexnn_{k}": v for k, v in cert.as_dict().items()},
                "nonzero_blocks": nonzero_blocks(res.V, res.W), "polish": res.info.get("polish")}
         print(f"n={pb.n} d={pb.d} P={pb.P}: convexnn {sec:.2f}s (cpu {cpu:.2f}s) rel.gap {cert.relative_gap:.1e} "
               f"blocks {row['nonzero_blocks']}/{2 * pb.P}", flush=True)
-        if not args.no_cvxpy:
-            ref = run_clarabel(X, y, D, args.alpha, args.loss, args.cvxpy_timeout)
+        if n in reference or (not args.no_cvxpy and not args.reference):
+            ref = reference[n] if n in reference else run_clarabel(X, y, D, args.alpha, args.loss, args.cvxpy_timeout)
             row["cvxpy"] = ref
             if ref.get("optimal_value") is not None:
                 opt = ref["optimal_value"]
@@ -165,7 +189,7 @@ def main() -> None:
                 row["clarabel_value_minus_certified_bound"] = opt - cert.dual
                 row["clarabel_value_above_certified_bound"] = opt >= cert.dual - 1e-8 * abs(opt)
                 row["speedup"] = ref["total_seconds"] / sec
-                if "total_cpu_seconds" in ref:
+                if "total_cpu_seconds" in ref and args.device == "cpu":
                     row["speedup_cpu"] = ref["total_cpu_seconds"] / cpu
                 print(f"   clarabel {ref['status']} {ref['total_seconds']:.1f}s (compile {ref['compile_seconds']:.1f}s)"
                       f" value {opt:.10g}; convexnn primal {cert.primal:.10g} (rel.diff "

@@ -28,6 +28,8 @@ sign of a random ReLU network) are for a GPU machine.
     python benchmarks/bench_scaling.py --mode scaling --out results/scaling.json
     python benchmarks/bench_scaling.py --mode exact --ns 3000 12000 30000 60000 --out results/scaling_exact.json
     python benchmarks/bench_scaling.py --mode exact --vary P --n 2000 --out results/scaling_exact_P.json
+    python benchmarks/bench_scaling.py --mode exact --device cuda --out results/scaling_exact_gpu.json
+    python benchmarks/bench_scaling.py --mode exact --device cuda --pca 0 --ns 12000 --memory-limit 60
 """
 
 from __future__ import annotations
@@ -109,18 +111,21 @@ def run_relaxation(args) -> dict:
             "nonzero_blocks": int((operators.group_norms(res.V) > 0).sum()), "history": res.history}
 
 
-def build_pca(n: int, P: int, alpha: float, components: int) -> ConvexProblem:
+def build_pca(n: int, P: int, alpha: float, components: int, device: str = "cpu") -> ConvexProblem:
     """n rows drawn from all 60000 training images (seed 0; all of them for n = 60000), label +1 for classes
-    5–9, PCA to ``components`` fitted on those rows and standardised, intercept, P Gaussian gates (seed 0)."""
+    5–9, PCA to ``components`` fitted on those rows and standardised, intercept, P Gaussian gates (seed 0).
+    ``components`` 0: the raw pixels /255 of the ``pair`` rows instead (see :func:`build`)."""
     from sklearn.decomposition import PCA
 
+    if components == 0:
+        return build("pair", n, P, alpha, (7, 9), device)
     X, y = load_fashion_mnist("train", n=n, seed=0)
     Z = PCA(components, random_state=0).fit_transform(X)
     Xa = add_intercept((Z - Z.mean(0)) / Z.std(0))
     D, H = patterns_from_gates(Xa, sample_gates(Xa.shape[1], P, 0))
 
     def t(a):
-        return torch.as_tensor(a, dtype=torch.float64)
+        return torch.as_tensor(a, dtype=torch.float64, device=device)
 
     return ConvexProblem(t(Xa), t(np.where(y >= 5, 1.0, -1.0)[:, None]), t(D), t(H), alpha, "squared", "relu")
 
@@ -128,11 +133,16 @@ def build_pca(n: int, P: int, alpha: float, components: int) -> ConvexProblem:
 def run_exact(n: int, P: int, args) -> dict:
     """Time to relative gap ``--tol`` of the interior-point path (:func:`polish` from zero, method "ipm",
     gap_target = tol: what ``solve(solver="auto")`` runs for (C) when it is affordable)."""
-    pb = build_pca(n, P, args.alpha, args.pca)
+    pb = build_pca(n, P, args.alpha, args.pca, args.device)
     flops, need = ipm_cost(pb.n, pb.d, pb.P)
     zero = pb.zeros()
+    if args.device == "cuda":
+        torch.cuda.synchronize()
     t0, c0 = time.perf_counter(), time.process_time()
-    V, W, cert, info = polish(pb, zero, zero.clone(), method="ipm", gap_target=args.tol, return_info=True)
+    V, W, cert, info = polish(pb, zero, zero.clone(), method="ipm", gap_target=args.tol, return_info=True,
+                              memory_limit=args.memory_limit * 2**30)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"n": pb.n, "d": pb.d, "P": pb.P, "alpha": args.alpha, "wall_seconds": wall, "cpu_seconds": cpu,
             "reached_tol": cert.relative_gap <= args.tol, "certificate": cert.as_dict(),
@@ -177,7 +187,9 @@ def main() -> None:
     ap.add_argument("--Ps", type=int, nargs="*", default=[50, 100, 200, 500, 1000])
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--d", type=int, default=100, help="columns of the synthetic X")
-    ap.add_argument("--pca", type=int, default=50, help="PCA components (--mode exact)")
+    ap.add_argument("--pca", type=int, default=50,
+                    help="PCA components (--mode exact); 0: the raw pixels of the --pair rows")
+    ap.add_argument("--memory-limit", type=float, default=8.0, help="GiB the interior-point method may use")
     ap.add_argument("--vary", choices=("n", "P"), default="n",
                     help="--mode exact: n over --ns (P = --P), or P over --Ps (n = --n, default 2000)")
     ap.add_argument("--out", default=None)

@@ -334,3 +334,32 @@ def test_shifted_cholesky_on_a_batch():
     assert torch.equal(L1, torch.linalg.cholesky(A[1]))
     _, _, bad = shifted_cholesky(-torch.eye(3, dtype=torch.float64), (1e-12, 1e-6))
     assert not bad
+
+
+def test_lstsq_solves_rank_deficient_systems_batched():
+    """linsys.lstsq: a least-squares solution of a singular system (the min-norm one with "gelsd"), batched."""
+    from convexnn.solvers.linsys import lstsq
+
+    g = torch.Generator().manual_seed(2)
+    Z = torch.randn(2, 6, 3, generator=g, dtype=torch.float64)
+    A = Z @ Z.transpose(1, 2)  # two rank-3 6×6 matrices
+    b = torch.randn(2, 6, 1, generator=g, dtype=torch.float64)
+    want = torch.linalg.pinv(A) @ b
+    assert torch.allclose(lstsq(A, b, driver="gelsd"), want, atol=1e-10)
+    x = lstsq(A, b)  # default driver: the same residual
+    assert torch.allclose(A @ x, A @ want, atol=1e-10)
+
+
+def test_device_limits_and_a_clear_error_for_the_gpu_kernel_off_cuda():
+    from convexnn.solvers import device_limits, fused
+    from convexnn.solvers.admm import admm_relu_split
+
+    X = torch.randn(20, 3, dtype=torch.float64)
+    D = (X @ torch.randn(3, 4, dtype=torch.float64) >= 0).to(torch.float64)
+    pb = ConvexProblem(X, torch.randn(20, 1, dtype=torch.float64), D, torch.randn(3, 4, dtype=torch.float64),
+                       0.1, "squared", "relu")
+    assert device_limits(pb) == (1.0, 8 * 2**30)  # the CPU: the limits as documented
+    assert device_limits(pb, 2**30) == (1.0, 2**30)  # a user's limit is kept
+    if not fused.available():  # CI: no CUDA, no Triton
+        with pytest.raises(ValueError, match="fused_zstep=True needs Triton and a CUDA device"):
+            admm_relu_split(pb, max_iter=2, fused_zstep=True)

@@ -13,8 +13,9 @@ For (C) of moderate size (:func:`ipm_direct`) without a warm start it skips the 
 point the interior-point identification does not use) and polishes from scratch; there polishing stops
 as soon as the certificate's relative gap is ≤ ``tol`` (``gap_target`` of :func:`polish`). Polishing
 estimates its cost first (:func:`convexnn.solvers.polish.ipm_cost`) and is skipped, with a note in
-``info["polish_notes"]``, where it would not fit in ``memory_limit`` or would be too slow; ``max_time``
-bounds the whole solve.
+``info["polish_notes"]``, where it would not fit in ``memory_limit`` or would be too slow (on CUDA the flop
+limits are :data:`CUDA_FLOP_SCALE` times higher and the memory limit follows the device's free memory:
+:func:`device_limits`); ``max_time`` bounds the whole solve.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from convexnn.ops import certificates, losses
 from convexnn.solvers.admm import admm
 from convexnn.solvers.cvxpy_ref import cvxpy_solve
 from convexnn.solvers.fista import fista
-from convexnn.solvers.polish import POLISH_LOSSES, ipm_cost, polish
+from convexnn.solvers.polish import IPM_MAX_FLOPS, POLISH_LOSSES, ipm_cost, polish
 from convexnn.solvers.problem import (
     Certificate,
     ConvexProblem,
@@ -61,13 +62,34 @@ def _first_order(problem: ConvexProblem, name: str, tol: float, max_iter: int, *
 IPM_DIRECT_FLOPS = 2e11
 
 
-def ipm_direct(problem: ConvexProblem, memory_limit: float = 8 * 2**30) -> bool:
+# On a GPU the interior-point method's Gram products and factorizations run two to three orders of magnitude
+# faster than on one CPU core (bench_scaling --mode exact on an H100: 60000 PCA rows to gap 1e-4 in 4.2 s
+# against 1833 s on one core; the 12000 × 785 pixel pair, 1.5e13 flops per iteration, in 0.8 s per
+# iteration), so the flop limits of "auto" (IPM_DIRECT_FLOPS here, IPM_MAX_FLOPS of polish) are scaled by
+# this factor on CUDA.
+CUDA_FLOP_SCALE = 100.0
+
+
+def device_limits(problem: ConvexProblem, memory_limit: float | None = None) -> tuple[float, float]:
+    """(flop scale, memory limit in bytes) for ``solve(solver="auto")``'s cost checks on the problem's device:
+    on CUDA :data:`CUDA_FLOP_SCALE` and 80% of the memory PyTorch can still get there (free plus its own
+    cached blocks), elsewhere 1 and 8 GiB; a ``memory_limit`` given by the user is kept as it is."""
+    dev = problem.X.device
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        cached = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+        return CUDA_FLOP_SCALE, (0.8 * (free + cached) if memory_limit is None else float(memory_limit))
+    return 1.0, (8 * 2**30 if memory_limit is None else float(memory_limit))
+
+
+def ipm_direct(problem: ConvexProblem, memory_limit: float = 8 * 2**30, flop_scale: float = 1.0) -> bool:
     """Whether ``solver="auto"`` solves (C) by :func:`polish` from scratch, skipping the first-order start:
-    one interior-point iteration costs ≤ :data:`IPM_DIRECT_FLOPS` flops and fits in ``memory_limit`` bytes."""
+    one interior-point iteration costs ≤ ``flop_scale`` × :data:`IPM_DIRECT_FLOPS` flops and fits in
+    ``memory_limit`` bytes."""
     if problem.kind != "relu" or problem.loss not in POLISH_LOSSES:
         return False
     flops, need = ipm_cost(problem.n, problem.d, problem.P)
-    return flops <= IPM_DIRECT_FLOPS and need <= memory_limit
+    return flops <= flop_scale * IPM_DIRECT_FLOPS and need <= memory_limit
 
 
 def _info_dict(pinfo) -> dict:
@@ -76,7 +98,7 @@ def _info_dict(pinfo) -> dict:
 
 def _polish_from_scratch(problem: ConvexProblem, tol: float, callback=None, **limits) -> SolverResult:
     """(C): interior-point identification then active-set Newton, stopping once certified to ``tol``
-    (``limits``: ``max_time``, ``memory_limit`` of :func:`polish`)."""
+    (``limits``: ``max_time``, ``memory_limit``, ``ipm_max_flops`` of :func:`polish`)."""
     t0 = time.perf_counter()
     zero = problem.zeros()
     V, W, cert, pinfo = polish(problem, zero, zero.clone(), method="ipm", gap_target=tol, return_info=True,
@@ -93,7 +115,8 @@ def _polish_from_scratch(problem: ConvexProblem, tol: float, callback=None, **li
 def _polished(problem: ConvexProblem, res: SolverResult, tol: float, notes: list[str],
               **limits) -> SolverResult | None:
     """The polished result when it improves the certificate, else None (``limits``: ``max_time``,
-    ``memory_limit`` of :func:`polish`). Why polishing did not run or help is appended to ``notes``."""
+    ``memory_limit``, ``ipm_max_flops`` of :func:`polish`). Why polishing did not run or help is appended to
+    ``notes``."""
     info = res.info
     target = tol if problem.kind == "relu" else None
     if "V_raw" in info:  # ADMM: polish from the raw iterate and its multipliers, not the repaired point
@@ -137,7 +160,8 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
     name = pick_solver(problem.kind, problem.loss)
     max_time = options.pop("max_time", None)
     deadline = None if max_time is None else time.perf_counter() + float(max_time)
-    memory = {"memory_limit": options["memory_limit"]} if "memory_limit" in options else {}
+    scale, mem = device_limits(problem, options.get("memory_limit"))
+    memory = {"memory_limit": mem, "ipm_max_flops": scale * IPM_MAX_FLOPS}  # polish's cost limits
 
     def left() -> dict:
         """The time left, as the ``max_time`` option (none without a limit)."""
@@ -150,7 +174,7 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
     # the hinge loss's polishing (a barrier method from the gates) does not use the point it is given: once it
     # has run, running it again only repeats it (20 s on a 600-row table)
     polish_once = problem.loss == "hinge"
-    if options.get("warm_start") is None and ipm_direct(problem, **memory):
+    if options.get("warm_start") is None and ipm_direct(problem, mem, scale):
         res = _polish_from_scratch(problem, tol, options.get("callback"), **memory, **left())
         if res.converged or max_iter <= 0 or out_of_time():
             return res
@@ -216,5 +240,5 @@ def _solve_in_row_space(problem: ConvexProblem, reduced: tuple[ConvexProblem, to
                         solver=res.solver, history=res.history, info=info)
 
 
-__all__ = ["SOLVERS", "Certificate", "ConvexProblem", "SolverResult", "admm", "cvxpy_solve", "fista",
-           "ipm_direct", "pick_solver", "polish", "solve"]
+__all__ = ["SOLVERS", "Certificate", "ConvexProblem", "SolverResult", "admm", "cvxpy_solve", "device_limits",
+           "fista", "ipm_direct", "pick_solver", "polish", "solve"]

@@ -25,7 +25,8 @@ from __future__ import annotations
 import torch
 
 from convexnn.ops import certificates, losses, operators
-from convexnn.solvers.linsys import QSystem, choose_strategy, spd_cholesky
+from convexnn.solvers import fused
+from convexnn.solvers.linsys import QSystem, choose_strategy, lstsq, spd_cholesky
 from convexnn.solvers.problem import Certificate, ConvexProblem, Monitor, SolverResult
 
 SPLIT_SIZE = 20_000_000  # n·d·P from which splitting="auto" uses the prediction split for (C), squared loss
@@ -323,10 +324,15 @@ def zstep(C: torch.Tensor, on: torch.Tensor, Y: torch.Tensor, kappa: float, tau0
     if rows.numel() > 0:
         tau = tau.clone()
         tau[rows] = _zstep_exact(C[rows], on[rows], Y[rows], kappa)
+    return _z_at(C, on, tau), tau
+
+
+def _z_at(C: torch.Tensor, on: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """The z-step's z given τ (n, K): (c_v − τ)_+ and (c_w + τ)_+ on the patterns, min(c, 0) elsewhere."""
+    P = C.shape[1] // 2
     t = tau[:, None, :]
-    Z = torch.where(on, torch.cat([torch.clamp(C[:, :P] - t, min=0.0), torch.clamp(C[:, P:] + t, min=0.0)], 1),
-                    torch.clamp(C, max=0.0))
-    return Z, tau
+    return torch.where(on, torch.cat([torch.clamp(C[:, :P] - t, min=0.0), torch.clamp(C[:, P:] + t, min=0.0)], 1),
+                       torch.clamp(C, max=0.0))
 
 
 def split_dual_bound(X: torch.Tensor, D2: torch.Tensor, sgn: torch.Tensor, Y: torch.Tensor, Lam: torch.Tensor,
@@ -392,7 +398,7 @@ def repair_to_cone(X: torch.Tensor, D2: torch.Tensor, V: torch.Tensor, XV: torch
         if bool((info == 0).all()):
             sol = torch.cholesky_solve(rhs[:, :, None], Lc)
         else:
-            sol = torch.linalg.lstsq(Gram, rhs[:, :, None]).solution
+            sol = lstsq(Gram, rhs[:, :, None])
         delta = (GA.transpose(1, 2) @ sol)[:, :, 0]
         Vb = Vb + delta
         GV = GV + S * (delta @ X.T)
@@ -418,6 +424,7 @@ def admm_relu_split(
     relax: float = 1.0,
     adaptive_rho: bool = True,
     iter_dtype: torch.dtype | None = None,
+    fused_zstep: bool | None = None,
 ) -> SolverResult:
     """ADMM for (C) with the squared loss, splitting the blocks' predictions (for large n·d·P).
 
@@ -442,6 +449,10 @@ def admm_relu_split(
     with the same formula (μ clamped at 0), whichever bound is higher; the primal is the objective at
     :func:`repair_to_cone` of v (blocks it cannot repair: the better of a gate step and zero). ρ and ρ_z are
     balanced every five checks on the residuals of their constraints (factor 2; refactoring is d×d).
+
+    ``fused_zstep``: step 3 (with ν's update and the next step 1's z − ν) as one GPU kernel
+    (:mod:`convexnn.solvers.fused`: five passes over the (n, 2P, K) arrays instead of about thirty); None
+    uses it when X is on CUDA and Triton is installed. Same iterates up to rounding.
     """
     pb = problem
     if pb.kind != "relu" or pb.loss != "squared":
@@ -479,13 +490,19 @@ def admm_relu_split(
     Z = operators.xu(X, V)
     Z = torch.where(on, torch.clamp(Z, min=0.0), torch.clamp(Z, max=0.0))
     Nu = torch.zeros_like(Z)
+    Rz = Z  # z − ν, the u-step's input
     tau: torch.Tensor | None = None
+    if fused_zstep is None:
+        fused_zstep = X.device.type == "cuda" and fused.available()
+    elif fused_zstep and not fused.available():
+        raise ValueError("fused_zstep=True needs Triton and a CUDA device")
+    on_p = D > 0
     monitor = Monitor(tol, callback, max_time)
     n_updates = 0
     it = 0
     for it in range(1, max_iter + 1):
         gam = rho_z / rho
-        R = (V - Lv) + gam * operators.xt(X, Z - Nu)
+        R = (V - Lv) + gam * operators.xt(X, Rz)
         U = torch.cholesky_solve(R.permute(1, 0, 2).reshape(d, 2 * P * K), LM).reshape(d, 2 * P, K).permute(1, 0, 2)
         XU = operators.xu(X, U)
         if relax != 1.0:
@@ -494,9 +511,21 @@ def admm_relu_split(
         V_old, Z_old = V, Z
         V = operators.group_soft_threshold(U + Lv, alpha / rho)
         Lv = Lv + U - V
-        Cz = XU + Nu
-        Z, tau = zstep(Cz, on, Y, n * rho_z, tau)
-        Nu = Cz - Z
+        if fused_zstep:
+            Z, Nu_new, Rz, tau, done = fused.zstep_fused(XU, Nu, on_p, Y, n * rho_z, tau)
+            rows = torch.nonzero(~done.all(1))[:, 0]
+            if rows.numel() > 0:  # samples the kernel's safeguarded Newton did not settle: exactly, by sorting
+                Cr = XU[rows] + Nu[rows]
+                tau[rows] = _zstep_exact(Cr, on[rows], Y[rows], n * rho_z)
+                Zr = _z_at(Cr, on[rows], tau[rows])
+                Z[rows], Nu_new[rows] = Zr, Cr - Zr
+                Rz[rows] = Zr - (Cr - Zr)
+            Nu = Nu_new
+        else:
+            Cz = XU + Nu
+            Z, tau = zstep(Cz, on, Y, n * rho_z, tau)
+            Nu = Cz - Z
+            Rz = Z - Nu
         if it % check_every == 0 or it == max_iter:
             cert, Vf = _split_certificate(pb, D2_64, sgn64, H2, V, Nu, tau, rho_z)
             if monitor.check(it, cert, (Vf[:P], Vf[P:]), rho=rho, rho_z=rho_z):
@@ -511,6 +540,7 @@ def admm_relu_split(
                 if f != 1.0 or g != 1.0:
                     rho, rho_z = rho * f, rho_z * g
                     Lv, Nu = Lv / f, Nu / g
+                    Rz = Z - Nu
                     LM = factor(rho_z / rho)
                     n_updates += 1
     assert monitor.best is not None
