@@ -11,7 +11,7 @@ labels ±1, P Gaussian gates (seed 0), alpha as given. Two kinds of rows:
 
 ``--mode exact`` measures the time to relative gap ``--tol`` of the interior-point path (float64) for each
 n in ``--ns`` (or each P in ``--Ps`` with ``--vary P``) on PCA features (``--pca`` components) of rows from
-all ten classes, as n grows to all 60000.
+all ten classes, as n grows to all 60000 (``--rows synthetic``: the synthetic rows below instead).
 ``--mode target`` runs :func:`convexnn.solvers.admm.admm_relu_split` once until the certificate's relative gap
 is ≤ ``--tol`` or ``--max-time`` seconds and reports the time to each gap level reached, the iterations,
 the mean time per iteration and the non-zero blocks.
@@ -30,6 +30,8 @@ sign of a random ReLU network) are for a GPU machine.
     python benchmarks/bench_scaling.py --mode exact --vary P --n 2000 --out results/scaling_exact_P.json
     python benchmarks/bench_scaling.py --mode exact --device cuda --out results/scaling_exact_gpu.json
     python benchmarks/bench_scaling.py --mode exact --device cuda --pca 0 --ns 12000 --memory-limit 60
+    python benchmarks/bench_scaling.py --mode exact --device cuda --rows synthetic --ns 10000 100000 1000000 \
+        --memory-limit 60
 """
 
 from __future__ import annotations
@@ -133,7 +135,10 @@ def build_pca(n: int, P: int, alpha: float, components: int, device: str = "cpu"
 def run_exact(n: int, P: int, args) -> dict:
     """Time to relative gap ``--tol`` of the interior-point path (:func:`polish` from zero, method "ipm",
     gap_target = tol: what ``solve(solver="auto")`` runs for (C) when it is affordable)."""
-    pb = build_pca(n, P, args.alpha, args.pca, args.device)
+    if args.rows == "synthetic":
+        pb = build("synthetic", n, P, args.alpha, tuple(args.pair), args.device, args.d)
+    else:
+        pb = build_pca(n, P, args.alpha, args.pca, args.device)
     flops, need = ipm_cost(pb.n, pb.d, pb.P)
     zero = pb.zeros()
     if args.device == "cuda":

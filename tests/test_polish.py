@@ -462,3 +462,16 @@ def test_active_set_newton_on_a_singular_reduced_hessian(breast_cancer):
     assert cert.relative_gap <= info.ipm_gap * (1 + 1e-6) and cert.relative_gap < 1e-5
     assert float(operators.cone(pb.X, pb.D, V).min()) >= 0.0 and float(operators.cone(pb.X, pb.D, W).min()) >= 0.0
     assert cert.gap >= 0.0
+
+
+def test_weighted_grams_in_row_chunks():
+    """Xᵀ diag(w_b) X per block, from the precomputed outer products and in row chunks (a limit that cuts
+    the rows into uneven chunks), against the dense formula."""
+    from convexnn.solvers.polish import _outer_rows, _weighted_grams
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(103, 7, generator=g, dtype=torch.float64)
+    Wt = torch.rand(5, 103, generator=g, dtype=torch.float64)
+    want = torch.stack([X.T @ (w[:, None] * X) for w in Wt])
+    assert torch.allclose(_weighted_grams(X, _outer_rows(X), Wt), want, rtol=1e-13, atol=1e-12)
+    assert torch.allclose(_weighted_grams(X, None, Wt, limit=10 * 49), want, rtol=1e-13, atol=1e-12)  # 10 rows

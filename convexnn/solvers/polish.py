@@ -102,7 +102,7 @@ def ipm_cost(n: int, d: int, P: int, relu: bool = True) -> tuple[float, float]:
     for (C), P for (G)) the weighted Gram Gᵀdiag(μ/s)G, 2·n·d², its Cholesky factor and inverse, ≈ 2·d³; the
     products with X, ≈ 8·nb·n·d. Bytes: n ≤ P·d: Z and the n×n matrix; n > P·d: the (P·d)² matrix and
     :func:`_pattern_gram`'s pair products and row chunk; five (nb, d, d) block arrays, a dozen (nb, n)
-    arrays and, when small enough to be formed (:func:`_outer_rows`), the rows' outer products (n, d²).
+    arrays and the rows' outer products (n, d²), or a row chunk of them (:func:`_weighted_grams`).
     """
     nb = 2 * P if relu else P
     pd = P * d
@@ -112,7 +112,7 @@ def ipm_cost(n: int, d: int, P: int, relu: bool = True) -> tuple[float, float]:
         gram_flops, gram_elems = n * float(pd) * pd / 2, 1.75 * pd * pd + 4096 * P * (P + 1) / 2
     lo = min(n, pd)
     flops = gram_flops + lo ** 3 / 3 + nb * (2.0 * n * d * d + 2.0 * d ** 3) + 8.0 * nb * n * d
-    elems = gram_elems + 5 * nb * d * d + 12 * nb * n + (n * d * d if n * d * d <= 50_000_000 else 0)
+    elems = gram_elems + 5 * nb * d * d + 12 * nb * n + min(n * d * d, 50_000_000)
     return flops, 8.0 * elems
 
 
@@ -1027,13 +1027,20 @@ def _outer_rows(X: torch.Tensor, limit: int = 50_000_000) -> torch.Tensor | None
     return (X[:, :, None] * X[:, None, :]).reshape(n, d * d)
 
 
-def _weighted_grams(X: torch.Tensor, XX: torch.Tensor | None, Wt: torch.Tensor) -> torch.Tensor:
+def _weighted_grams(X: torch.Tensor, XX: torch.Tensor | None, Wt: torch.Tensor,
+                    limit: int = 50_000_000) -> torch.Tensor:
     """Xᵀ diag(w_b) X for every row w_b of Wt (B, n): (B, d, d). One (B, n)·(n, d²) product with the
-    precomputed outer products ``XX`` (:func:`_outer_rows`), else a batched product."""
-    d = X.shape[1]
+    precomputed outer products ``XX`` (:func:`_outer_rows`); without them the same product in row chunks
+    whose outer products have at most ``limit`` entries. (A batched (B, d, n)·(n, d) product instead would
+    build a B·d·n temporary: 150 GiB at n = 10⁶, d = 101, B = 200.)"""
+    n, d = X.shape
     if XX is not None:
         return (Wt @ XX).view(-1, d, d)
-    return (X.T[None] * Wt[:, None, :]) @ X
+    step = max(1, limit // (d * d))
+    out = Wt.new_zeros((Wt.shape[0], d * d))
+    for i in range(0, n, step):
+        out += Wt[:, i:i + step] @ (X[i:i + step, :, None] * X[i:i + step, None, :]).reshape(-1, d * d)
+    return out.view(-1, d, d)
 
 
 def _norm_barrier_hessian(xh: torch.Tensor, c: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
