@@ -195,3 +195,17 @@ def test_samples_the_kernel_leaves_unsettled_are_solved_exactly(monkeypatch):
     assert min(seen) < 0.5  # the fallback did run, for most samples
     assert float((a.info["V_raw"] - b.info["V_raw"]).abs().max()) <= 1e-9 * float(a.info["V_raw"].abs().max())
     assert _close(a.certificate.primal, b.certificate.primal, 1e-9)
+
+
+@needs_cuda
+def test_device_limits_on_cuda():
+    """The flop scale follows the device's measured float64 rate, within [1, CUDA_FLOP_SCALE]; the memory
+    limit is positive and below the device's memory."""
+    from convexnn.solvers import CUDA_FLOP_SCALE, device_limits
+
+    X, y = _scaled(load_diabetes, 50)
+    pb = _problem(X, y, 5, 1e-2, "squared", "relu", "cuda")
+    scale, mem = device_limits(pb)
+    assert 1.0 <= scale <= CUDA_FLOP_SCALE
+    assert 0 < mem < torch.cuda.get_device_properties(0).total_memory
+    assert device_limits(pb, 2**30) == (scale, 2**30)

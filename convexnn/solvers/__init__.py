@@ -14,12 +14,13 @@ point the interior-point identification does not use) and polishes from scratch;
 as soon as the certificate's relative gap is ≤ ``tol`` (``gap_target`` of :func:`polish`). Polishing
 estimates its cost first (:func:`convexnn.solvers.polish.ipm_cost`) and is skipped, with a note in
 ``info["polish_notes"]``, where it would not fit in ``memory_limit`` or would be too slow (on CUDA the flop
-limits are :data:`CUDA_FLOP_SCALE` times higher and the memory limit follows the device's free memory:
-:func:`device_limits`); ``max_time`` bounds the whole solve.
+limits are up to :data:`CUDA_FLOP_SCALE` times higher, by the device's float64 rate, and the memory limit
+follows the device's free memory: :func:`device_limits`); ``max_time`` bounds the whole solve.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 
 import torch
@@ -65,20 +66,42 @@ IPM_DIRECT_FLOPS = 2e11
 # On a GPU the interior-point method's Gram products and factorizations run two to three orders of magnitude
 # faster than on one CPU core (bench_scaling --mode exact on an H100: 60000 PCA rows to gap 1e-4 in 4.2 s
 # against 1833 s on one core; the 12000 × 785 pixel pair, 1.5e13 flops per iteration, in 0.8 s per
-# iteration), so the flop limits of "auto" (IPM_DIRECT_FLOPS here, IPM_MAX_FLOPS of polish) are scaled by
-# this factor on CUDA.
+# iteration), so the flop limits of "auto" (IPM_DIRECT_FLOPS here, IPM_MAX_FLOPS of polish) are scaled on
+# CUDA by the device's float64 matrix-product rate over CUDA_REFERENCE_RATE (so that IPM_DIRECT_FLOPS × scale
+# is about one second of that rate), at most CUDA_FLOP_SCALE: 100 on an H100 or A100 (tens of Tflop/s in
+# float64), a few on a consumer card whose float64 rate is 1/64 of its float32 one, where a fixed factor of
+# 100 would send "auto" into interior-point iterations of a minute or more.
 CUDA_FLOP_SCALE = 100.0
+CUDA_REFERENCE_RATE = 2e11
+
+
+@functools.cache
+def _float64_rate(device: torch.device) -> float:
+    """The device's float64 matrix-product rate in flop/s: three 2048 × 2048 products after a warm-up
+    (≈ 50 Gflop; a few ms on an H100, about 40 ms where float64 runs at 1 Tflop/s)."""
+    A = torch.randn(2048, 2048, dtype=torch.float64, device=device)
+    A @ A
+    torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        A @ A
+    torch.cuda.synchronize(device)
+    return 3 * 2 * 2048.0**3 / max(time.perf_counter() - t0, 1e-9)
 
 
 def device_limits(problem: ConvexProblem, memory_limit: float | None = None) -> tuple[float, float]:
-    """(flop scale, memory limit in bytes) for ``solve(solver="auto")``'s cost checks on the problem's device:
-    on CUDA :data:`CUDA_FLOP_SCALE` and 80% of the memory PyTorch can still get there (free plus its own
-    cached blocks), elsewhere 1 and 8 GiB; a ``memory_limit`` given by the user is kept as it is."""
+    """(flop scale, memory limit in bytes) for ``solve(solver="auto")``'s cost checks on the problem's device.
+
+    On CUDA: the float64 product rate over :data:`CUDA_REFERENCE_RATE`, between 1 and :data:`CUDA_FLOP_SCALE`
+    (measured once per device), and 80% of the memory PyTorch can still get there (free plus its own cached
+    blocks); elsewhere 1 and 8 GiB. A ``memory_limit`` given by the user is kept as it is."""
     dev = problem.X.device
     if dev.type == "cuda":
+        dev = torch.device("cuda", dev.index if dev.index is not None else torch.cuda.current_device())
+        scale = min(CUDA_FLOP_SCALE, max(1.0, _float64_rate(dev) / CUDA_REFERENCE_RATE))
         free, _ = torch.cuda.mem_get_info(dev)
         cached = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
-        return CUDA_FLOP_SCALE, (0.8 * (free + cached) if memory_limit is None else float(memory_limit))
+        return scale, (0.8 * (free + cached) if memory_limit is None else float(memory_limit))
     return 1.0, (8 * 2**30 if memory_limit is None else float(memory_limit))
 
 
