@@ -363,3 +363,34 @@ def test_device_limits_and_a_clear_error_for_the_gpu_kernel_off_cuda():
     if not fused.available():  # CI: no CUDA, no Triton
         with pytest.raises(ValueError, match="fused_zstep=True needs Triton and a CUDA device"):
             admm_relu_split(pb, max_iter=2, fused_zstep=True)
+
+
+@pytest.mark.parametrize(("kind", "loss"), [("relu", "squared"), ("relu", "logistic"), ("gated", "squared")])
+def test_repeated_and_empty_patterns_are_merged(breast_cancer, kind, loss):
+    """A program whose patterns are repeated (and one empty) has the optimum of its distinct patterns: solve
+    returns that optimum certified on the original program, each pattern's block at its first occurrence."""
+    from convexnn.solvers.problem import distinct_patterns
+
+    X, y = breast_cancer
+    X, y = X[:200], y[:200]
+    base, _ = _problem(X, y, kind, loss, 12)
+    P = base.P
+    order = torch.tensor([0, 1, 1, 2, 0, *range(3, P), 5])  # 0 and 1 twice, 5 twice (last), then an empty one
+    D = torch.cat([base.D[:, order], torch.zeros_like(base.D[:, :1])], 1)
+    H = torch.cat([base.H[:, order], base.H[:, :1]], 1)
+    pb = ConvexProblem(base.X, base.Y, D, H, base.alpha, loss, kind)
+    reduced, keep, owner = distinct_patterns(pb)
+    assert torch.equal(reduced.D, base.D) and keep.tolist() == [0, 1, 3, *range(5, P + 2)]
+    assert owner.tolist() == [0, 1, 1, 2, 0, *range(3, P), 5, -1]
+    ref = solve(base, tol=1e-8)
+    res = solve(pb, tol=1e-8)
+    assert res.V.shape[0] == pb.P and res.converged
+    assert res.info["distinct_patterns"] == {"P": pb.P, "distinct": P}
+    assert abs(res.certificate.primal - ref.certificate.primal) <= 1e-8 * ref.certificate.primal
+    assert float(pb.objective(res.V, res.W).sum()) == res.certificate.primal  # certified on pb itself
+    dup = [2, 4, P + 2, P + 3]  # repeats and the empty pattern: zero blocks
+    assert float(res.V[dup].abs().max()) == 0.0
+    # a warm start given on the original patterns is merged onto the distinct ones
+    warm = solve(pb, tol=1e-8, warm_start=res)
+    assert abs(warm.certificate.primal - res.certificate.primal) <= 1e-8 * res.certificate.primal
+    assert distinct_patterns(base) is None

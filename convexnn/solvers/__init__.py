@@ -34,9 +34,12 @@ from convexnn.solvers.problem import (
     Certificate,
     ConvexProblem,
     SolverResult,
+    distinct_patterns,
     lift_blocks,
+    merge_pattern_blocks,
     project_blocks,
     row_space,
+    spread_pattern_blocks,
 )
 
 SOLVERS = ("auto", "admm", "fista", "cvxpy")
@@ -169,10 +172,15 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
     (:func:`pick_solver`) and polishes its point. ``options`` go to the first-order method; with "auto",
     ``max_time`` (seconds) bounds the whole solve, polishing included, and ``memory_limit`` (bytes) also
     bounds polishing (:func:`polish` estimates its cost before allocating and is skipped when it would not
-    fit or would be too slow; ``info["polish_notes"]`` then says why).
+    fit or would be too slow; ``info["polish_notes"]`` then says why). A program with repeated or empty patterns
+    is solved over its distinct ones (:func:`~convexnn.solvers.problem.distinct_patterns`), one whose X has
+    zero columns or more columns than rows in X's row space (:func:`~convexnn.solvers.problem.row_space`).
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
+    distinct = distinct_patterns(problem)
+    if distinct is not None:
+        return _solve_on_distinct_patterns(problem, distinct, solver, tol, max_iter, **options)
     reduced = row_space(problem)
     if reduced is not None:
         return _solve_in_row_space(problem, reduced, solver, tol, max_iter, **options)
@@ -233,6 +241,27 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
     if notes:
         res.info["polish_notes"] = list(dict.fromkeys(notes))  # each reason once
     return res
+
+
+def _solve_on_distinct_patterns(problem: ConvexProblem, distinct: tuple[ConvexProblem, torch.Tensor, torch.Tensor],
+                                solver: str, tol: float, max_iter: int, **options) -> SolverResult:
+    """Solve :func:`distinct_patterns`' equivalent program and spread its blocks back (the same cone rows and
+    predictions: the point stays exactly feasible; its objective is re-evaluated on ``problem``)."""
+    pr, keep, owner = distinct
+    warm = options.get("warm_start")
+    if warm is not None:
+        options["warm_start"] = SolverResult(
+            V=merge_pattern_blocks(owner, warm.V, pr.P),
+            W=None if warm.W is None else merge_pattern_blocks(owner, warm.W, pr.P),
+            certificate=warm.certificate, n_iter=warm.n_iter, converged=warm.converged, solver=warm.solver)
+    res = solve(pr, solver, tol, max_iter, **options)
+    V = spread_pattern_blocks(keep, res.V, problem.P)
+    W = None if res.W is None else spread_pattern_blocks(keep, res.W, problem.P)
+    cert = Certificate(primal=float(problem.objective(V, W).sum()), dual=res.certificate.dual)
+    info = {k: v for k, v in res.info.items() if k not in ("V_raw", "W_raw", "Nv", "Nw")}
+    info["distinct_patterns"] = {"P": problem.P, "distinct": pr.P}
+    return SolverResult(V=V, W=W, certificate=cert, n_iter=res.n_iter, converged=cert.relative_gap <= tol,
+                        solver=res.solver, history=res.history, info=info)
 
 
 def _solve_in_row_space(problem: ConvexProblem, reduced: tuple[ConvexProblem, torch.Tensor], solver: str,

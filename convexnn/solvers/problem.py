@@ -123,6 +123,54 @@ def project_blocks(B: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
     return torch.einsum("dr,pdk->prk", B, V)
 
 
+def distinct_patterns(problem: ConvexProblem) -> tuple[ConvexProblem, torch.Tensor, torch.Tensor] | None:
+    """The same program over D's distinct non-empty patterns, when D repeats a pattern or has an empty one.
+
+    Two blocks with the same pattern have the same prediction map D_i X and the same cone (2D_i − I) X v ≥ 0,
+    so their sum is feasible, predicts the same and has no larger norm: one block per distinct pattern
+    reaches the same optimum, and a block whose pattern is empty only adds to the penalty (its optimum is 0).
+    Each kept pattern keeps its first occurrence's gate. Returns (program, keep (P',): the original index of
+    each kept pattern, owner (P,): the kept position of each original pattern, −1 for an empty one), or None
+    when every pattern is distinct and non-empty (nothing to gain).
+
+    The estimators deduplicate their sampled patterns already; this is for user-built programs, where a
+    repeated pattern makes the interior-point and active-set systems singular (breast cancer with every
+    pattern twice: 22 s to a worse certificate than the distinct program's in 4.5 s).
+    """
+    D = problem.D
+    P = D.shape[1]
+    uniq, inverse = torch.unique(D.T, dim=0, return_inverse=True)
+    first = torch.full((uniq.shape[0],), P, dtype=torch.long, device=D.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(P, device=D.device), reduce="amin")
+    empty = ~(uniq != 0).any(1)  # (U,)
+    if uniq.shape[0] == P and not bool(empty.any()):
+        return None
+    keep = torch.sort(first[~empty]).values  # original indices, in their order
+    if keep.numel() == 0:
+        return None
+    pos = torch.full((uniq.shape[0],), -1, dtype=torch.long, device=D.device)
+    pos[inverse[keep]] = torch.arange(keep.numel(), device=D.device)
+    owner = pos[inverse]
+    reduced = ConvexProblem(problem.X, problem.Y, D[:, keep], problem.H[:, keep], problem.alpha, problem.loss,
+                            problem.kind)
+    return reduced, keep, owner
+
+
+def merge_pattern_blocks(owner: torch.Tensor, V: torch.Tensor, size: int) -> torch.Tensor:
+    """Blocks (P, d, K) onto :func:`distinct_patterns`' program (size, d, K): the blocks of equal patterns
+    summed (same prediction, no larger norm), those of empty patterns dropped."""
+    used = owner >= 0
+    return V.new_zeros((size, *V.shape[1:])).index_add_(0, owner[used], V[used])
+
+
+def spread_pattern_blocks(keep: torch.Tensor, V: torch.Tensor, P: int) -> torch.Tensor:
+    """Blocks (P', d, K) of :func:`distinct_patterns`' program back to (P, d, K): each at its pattern's first
+    occurrence, zero elsewhere."""
+    out = V.new_zeros((P, *V.shape[1:]))
+    out[keep] = V
+    return out
+
+
 @dataclass
 class Certificate:
     """A duality certificate: ``dual ≤ optimum ≤ primal``.
