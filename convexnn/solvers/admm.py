@@ -493,9 +493,9 @@ def admm_relu_split(
     Rz = Z  # z − ν, the u-step's input
     tau: torch.Tensor | None = None
     if fused_zstep is None:
-        fused_zstep = X.device.type == "cuda" and fused.available()
-    elif fused_zstep and not fused.available():
-        raise ValueError("fused_zstep=True needs Triton and a CUDA device")
+        fused_zstep = X.device.type == "cuda" and fused.usable(X.device)
+    elif fused_zstep and not fused.usable(X.device):
+        raise ValueError(f"fused_zstep=True needs Triton and the problem on a CUDA device (it is on {X.device})")
     on_p = D > 0
     monitor = Monitor(tol, callback, max_time)
     n_updates = 0

@@ -36,7 +36,16 @@ def available() -> bool:
         import triton  # noqa: F401
     except ImportError:
         return False
-    return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+    return torch.cuda.is_available() or _interpreted()
+
+
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def usable(device: torch.device) -> bool:
+    """Whether the kernel can run on tensors of ``device``: CUDA ones, or any under Triton's interpreter."""
+    return available() and (device.type == "cuda" or _interpreted())
 
 
 @functools.cache
