@@ -82,7 +82,8 @@ CUDA_REFERENCE_RATE = 2e11
 def _float64_rate(device: torch.device) -> float:
     """The device's float64 matrix-product rate in flop/s: three 2048 × 2048 products after a warm-up
     (≈ 50 Gflop; a few ms on an H100, about 40 ms where float64 runs at 1 Tflop/s)."""
-    A = torch.randn(2048, 2048, dtype=torch.float64, device=device)
+    g = torch.Generator(device=device).manual_seed(0)  # its own generator: the user's random state is untouched
+    A = torch.randn(2048, 2048, dtype=torch.float64, device=device, generator=g)
     A @ A
     torch.cuda.synchronize(device)
     t0 = time.perf_counter()
