@@ -313,6 +313,24 @@ def test_spd_cholesky_factors_what_plain_cholesky_cannot():
         spd_cholesky(-torch.eye(3, dtype=torch.float64))
 
 
+def test_lstsq_on_rank_deficient_matrices_is_the_minimum_norm_solution():
+    """linsys.lstsq on matrices with zero columns (as padded batches have), one at a time and batched, called
+    repeatedly: always NumPy's minimum-norm least-squares solution. (torch's default CPU driver "gelsy", in
+    the same loop, missed it in all 10 calls: pytorch/pytorch#187411.)"""
+    from convexnn.solvers.linsys import lstsq
+
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(4, 40, 30, generator=g, dtype=torch.float64)
+    for j, k in enumerate((20, 30, 7, 12)):
+        A[j, :, k:] = 0.0
+    A[0, :, 3] = 0.0
+    B = torch.randn(4, 40, 2, generator=g, dtype=torch.float64)
+    want = np.stack([np.linalg.lstsq(a, b, rcond=None)[0] for a, b in zip(A.numpy(), B.numpy(), strict=True)])
+    for _ in range(5):
+        np.testing.assert_allclose(lstsq(A, B).numpy(), want, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(lstsq(A[0], B[0]).numpy(), want[0], rtol=1e-10, atol=1e-12)
+
+
 def test_shifted_cholesky_on_a_batch():
     """A batch with one singular PSD matrix: every matrix gets δ = s × its own largest diagonal entry, the
     factors reproduce the shifted matrices, and a matrix no shift can fix reports ok False."""

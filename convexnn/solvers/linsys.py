@@ -27,17 +27,20 @@ from convexnn.ops import operators
 STRATEGIES = ("cholesky", "woodbury", "pcg")
 
 
-def lstsq(A: torch.Tensor, B: torch.Tensor, driver: str | None = None) -> torch.Tensor:
+def lstsq(A: torch.Tensor, B: torch.Tensor, driver: str = "gelsd") -> torch.Tensor:
     """Least-squares solution X of A X = B (batched like torch.linalg.lstsq), rank-deficient A included, on
-    any device.
+    any device: the minimum-norm solution, by LAPACK's SVD-based ``driver`` "gelsd" unless told otherwise.
 
-    torch's CUDA lstsq has only the "gels" driver (QR without pivoting: full-rank A only; a singular A gives
-    inf or NaN), so off the CPU the system is solved on the CPU with ``driver`` (default "gelsy", the CPU
-    default, which handles rank deficiency) and the solution moved back. The callers are fallbacks on small
-    systems (a Cholesky factorization that failed, a multiplier fit), so the copy is cheap."""
+    Not torch's CPU default "gelsy": in torch ≤ 2.13 its pivot array is not reset (pytorch/pytorch#187411), so
+    on a rank-deficient A, a zero column for instance, it returns a wrong rank and a solution that does not
+    even minimise the residual, differently from call to call (seen here: 3 calls in 5 on a 40 × 30 matrix
+    with zero columns; with a batch, one matrix spoils the next). torch's CUDA lstsq has only "gels" (QR
+    without pivoting: full-rank A only; a singular A gives inf or NaN), so off the CPU the system is solved on
+    the CPU and the solution moved back. The callers are fallbacks on small systems (a Cholesky factorization
+    that failed, a multiplier fit) or batches of small ones, so the copy is cheap."""
     if A.device.type == "cpu":
         return torch.linalg.lstsq(A, B, driver=driver).solution
-    return torch.linalg.lstsq(A.cpu(), B.cpu(), driver=driver or "gelsy").solution.to(A.device)
+    return torch.linalg.lstsq(A.cpu(), B.cpu(), driver=driver).solution.to(A.device)
 
 
 def shifted_cholesky(A: torch.Tensor, shifts: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor, bool]:
