@@ -475,3 +475,50 @@ def test_weighted_grams_in_row_chunks():
     want = torch.stack([X.T @ (w[:, None] * X) for w in Wt])
     assert torch.allclose(_weighted_grams(X, _outer_rows(X), Wt), want, rtol=1e-13, atol=1e-12)
     assert torch.allclose(_weighted_grams(X, None, Wt, limit=10 * 49), want, rtol=1e-13, atol=1e-12)  # 10 rows
+
+
+def test_batched_working_set_algebra_matches_one_block_at_a_time(breast_cancer):
+    """The active-set method's batched solves over padded rows against one unpadded LAPACK call per block:
+    the working-row multipliers (least squares G_Aᵀμ = c_b + α v̂_b), the null-space bases of the working rows
+    (compared as projectors) and the lift onto the cones (every slack ≥ 0 afterwards, each block moved by
+    its own least-norm correction). Working sets of 0 to d − 1 rows, so the padding is uneven (torch's
+    batched "gelsy" got such padded systems wrong)."""
+    import importlib
+
+    polish_mod = importlib.import_module("convexnn.solvers.polish")  # the module (solvers.polish is the function)
+
+    pb = _problem((breast_cancer[0][:200], breast_cancer[1][:200]), "relu", "squared")
+    col = polish_mod._Column(pb, 0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(col.nb, col.d, generator=g, dtype=torch.float64)
+    W = torch.zeros((col.nb, col.n), dtype=torch.bool)
+    for b in range(col.nb):
+        W[b, torch.randperm(col.n, generator=g)[: (7 * b + 11) % col.d]] = True
+    solver = polish_mod._ActiveSet(col, torch.zeros_like(x), W, polish_mod.PolishInfo())
+    solver.x, solver.sup = x, torch.ones(col.nb, dtype=torch.bool)
+    c = torch.randn(col.nb, col.d, generator=g, dtype=torch.float64)
+    M = solver.working_multipliers(c)
+    for b in range(col.nb):
+        rows = torch.nonzero(W[b])[:, 0]
+        assert bool((M[b][~W[b]] == 0).all())
+        if rows.numel():
+            rhs = c[b] + col.alpha * x[b] / torch.linalg.vector_norm(x[b])
+            want = torch.linalg.lstsq(col.G(b)[rows].T, rhs[:, None]).solution[:, 0]
+            assert torch.allclose(M[b, rows], want, rtol=1e-9, atol=1e-12 * float(want.abs().max()))
+    for b, N in enumerate(col.null_bases(W)):
+        N1 = col.null_basis(torch.nonzero(W[b])[:, 0])
+        assert N.shape == N1.shape and torch.allclose(N @ N.T, N1 @ N1.T, atol=1e-12)
+    # the lift, against the same rounds one block at a time (rows with slack below 2·eps·‖x_r‖‖v_b‖ moved to
+    # that target by the block's least-norm correction), from points on the working rows' faces
+    on = torch.stack([N @ (N.T @ xb) for N, xb in zip(col.null_bases(W), x, strict=True)])
+    want = on.clone()
+    for b in range(col.nb):
+        for _ in range(3):
+            s = col.G(b) @ want[b]
+            tgt = 2 * col.eps * col.xn * float(torch.linalg.vector_norm(want[b]))
+            rows = torch.nonzero(s < tgt)[:, 0]
+            if rows.numel() == 0:
+                break
+            want[b] += torch.linalg.lstsq(col.G(b)[rows], (tgt - s)[rows, None], driver="gelsd").solution[:, 0]
+    assert bool((want != on).any())
+    assert torch.allclose(polish_mod._lift_to_cone(col, on), want, rtol=1e-10, atol=1e-12 * float(on.abs().max()))

@@ -259,6 +259,19 @@ class _Column:
         r = int((s > 1e-10 * max(float(s[0]), 1e-300)).sum()) if s.numel() else 0
         return Vh[r:].T.contiguous().to(self.X.device)
 
+    def null_bases(self, mask: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`null_basis` of the rows of every row of ``mask`` (B, n), by one batched SVD on the CPU of the
+        rows padded with zero rows (which leave each null space unchanged)."""
+        if mask.shape[0] == 0:
+            return []
+        idx, valid = _padded_rows(mask.cpu())
+        Xc = self.X.cpu()
+        XA = Xc[idx] * valid[:, :, None]  # (B, m, d)
+        _, s, Vh = torch.linalg.svd(XA, full_matrices=True)
+        # the same rank rule as null_basis (s[0] = 0 for an empty set: rank 0)
+        rank = (s > 1e-10 * s[:, :1].clamp(min=1e-300)).sum(1).tolist() if s.shape[1] else [0] * len(idx)
+        return [Vh[j, r:].T.contiguous().to(self.X.device) for j, r in enumerate(rank)]
+
     def independent_rows(self, cand: torch.Tensor, tol: float = 1e-8) -> torch.Tensor:
         """Greedy maximal linearly independent subset of the rows ``cand`` of X, in the given order
         (at most d − 1 rows: a block needs a non-trivial null space)."""
@@ -450,11 +463,40 @@ def _newton_direction(A: torch.Tensor, h: torch.Tensor, zh: torch.Tensor, bn: to
     return dz
 
 
+def _segments(sizes: list[int], device: torch.device) -> torch.Tensor:
+    """The block of every entry of a vector concatenated from blocks of the given sizes: (Σ sizes,)."""
+    return torch.repeat_interleave(torch.arange(len(sizes), device=device),
+                                   torch.as_tensor(sizes, device=device))
+
+
+def _segment_norms(v: torch.Tensor, seg: torch.Tensor, q: int) -> torch.Tensor:
+    """The Euclidean norm of each of the q blocks of v (by :func:`_segments`' block of every entry): (q,)."""
+    return torch.zeros(q, dtype=v.dtype, device=v.device).index_add_(0, seg, v * v).sqrt()
+
+
+def _padded_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The row indices of each row of a boolean ``mask`` (B, n), padded: (idx (B, m), valid (B, m)) with m the
+    largest count; row b's indices come first in increasing order, then padding (index 0, valid False)."""
+    counts = mask.sum(1)
+    m = int(counts.max()) if mask.shape[0] else 0
+    # a stable sort of ~mask puts each row's True entries first, in order
+    idx = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices[:, :m]
+    valid = torch.arange(m, device=mask.device)[None, :] < counts[:, None]
+    return torch.where(valid, idx, torch.zeros_like(idx)), valid
+
+
+def _padded_cone_rows(col: _Column, blocks: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The cone rows (2D_i − I) x_r of each listed block at the padded row indices of :func:`_padded_rows`,
+    (B, m, d), with zero rows for the padding."""
+    sg = torch.gather(col.Sg[blocks], 1, idx) * valid
+    return sg[:, :, None] * col.X[idx]
+
+
 class _ActiveSet:
     """Primal feasible active-set Newton method on one column (see the module docstring)."""
 
     def __init__(self, col: _Column, x: torch.Tensor, W: torch.Tensor | None, info: PolishInfo,
-                 nnls_method: str = "auto") -> None:
+                 nnls_method: str = "auto", mu: torch.Tensor | None = None) -> None:
         self.col = col
         self.x = x.clone()
         nb = col.nb
@@ -464,18 +506,25 @@ class _ActiveSet:
         self.A: list[torch.Tensor | None] = [None] * nb
         self.info = info
         self.nnls_method = nnls_method
-        for b in torch.nonzero(self.sup)[:, 0].tolist():
-            self._rebasis(b)
-        self.mu_W: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.mu_cache: dict[int, torch.Tensor] = {}  # NNLS multipliers of zero blocks (warm starts)
+        sup = torch.nonzero(self.sup)[:, 0]
+        for b, N in zip(sup.tolist(), col.null_bases(self.W[sup]) if col.relu else [None] * len(sup), strict=True):
+            self._rebasis(b, N)
+        self.mu_W = x.new_zeros((nb, col.n))  # multipliers of the working rows (:meth:`working_multipliers`)
+        # NNLS multipliers of zero blocks (warm starts of :meth:`_enter`): at first those of ``mu`` (nb, n), e.g.
+        # the interior-point method's, which nearly settle the dual constraints of the blocks that stay at zero
+        self.mu_cache: dict[int, torch.Tensor] = {}
+        if mu is not None:
+            self.mu_cache = dict(zip(torch.nonzero(~self.sup)[:, 0].tolist(), mu[~self.sup].clamp(min=0.0),
+                                     strict=True))
         self._degenerate: set[tuple[int, int]] = set()  # (block, row) added by a zero step (see _step)
 
-    def _rebasis(self, b: int) -> bool:
-        """Recompute block b's null-space basis from its working set and project x_b on it.
-        Returns False (and zeroes the block) if the null space is trivial."""
+    def _rebasis(self, b: int, N: torch.Tensor | None = None) -> bool:
+        """Recompute block b's null-space basis from its working set (or take ``N``, that basis computed
+        already) and project x_b on it. Returns False (and zeroes the block) if the null space is trivial."""
         col = self.col
-        rows = torch.nonzero(self.W[b])[:, 0] if col.relu else torch.zeros(0, dtype=torch.long)
-        N = col.null_basis(rows)
+        if N is None:
+            rows = torch.nonzero(self.W[b])[:, 0] if col.relu else torch.zeros(0, dtype=torch.long)
+            N = col.null_basis(rows)
         if N.shape[1] == 0:
             self._zero(b)
             return False
@@ -495,19 +544,21 @@ class _ActiveSet:
         self.A[b] = None
 
     # ---- multipliers of the working rows
-    def working_multipliers(self, c: torch.Tensor) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-        """μ on the working rows of each support block: least squares for G_Aᵀ μ = c_b + α v̂_b."""
+    def working_multipliers(self, c: torch.Tensor) -> torch.Tensor:
+        """μ on the working rows of each support block, (nb, n) (zero off the working rows and on blocks
+        without any): least squares for G_Aᵀ μ = c_b + α v̂_b, all blocks in one batched solve (their
+        working rows padded with zero rows, which leave each solution unchanged)."""
         col = self.col
-        out = {}
-        for b in torch.nonzero(self.sup)[:, 0].tolist():
-            rows = torch.nonzero(self.W[b])[:, 0]
-            if rows.numel() == 0:
-                continue
-            rhs = c[b] + col.alpha * self.x[b] / torch.linalg.vector_norm(self.x[b])
-            Gt = col.G(b)[rows].T  # (d, |A|)
-            mu = lstsq(Gt, rhs[:, None])[:, 0]
-            out[b] = (rows, mu)
-        return out
+        M = col.X.new_zeros((col.nb, col.n))
+        bl = torch.nonzero(self.sup & self.W.any(1))[:, 0]
+        if bl.numel() == 0:
+            return M
+        idx, valid = _padded_rows(self.W[bl])
+        xb = self.x[bl]
+        rhs = c[bl] + col.alpha * xb / torch.linalg.vector_norm(xb, dim=1, keepdim=True)
+        mu = lstsq(_padded_cone_rows(col, bl, idx, valid).mT, rhs[:, :, None])[:, :, 0]
+        M[bl[:, None].expand_as(idx)[valid], idx[valid]] = mu[valid]
+        return M
 
     def run(self, max_newton: int = 300, gtol: float = 1e-13, drop_tol: float = 1e-12,
             enter_tol: float = 1e-12, max_changes: int | None = None, deadline: float | None = None,
@@ -540,11 +591,11 @@ class _ActiveSet:
                 a = Ared @ z
                 gl = _loss_grad(loss, a, y)
                 h = _loss_hess(loss, a, y)
-                zs = torch.split(z, sizes)
-                bn = torch.stack([torch.linalg.vector_norm(zz) for zz in zs])
-                zh = torch.cat([zz / nn for zz, nn in zip(zs, bn, strict=True)])
+                seg = _segments(sizes, z.device)
+                bn = _segment_norms(z, seg, len(sizes))
+                zh = z / bn[seg]
                 g = Ared.T @ gl + alpha * zh
-                gmax = max(float(torch.linalg.vector_norm(gg)) for gg in torch.split(g, sizes)) / alpha
+                gmax = float(_segment_norms(g, seg, len(sizes)).max()) / alpha
                 if gmax > gtol:
                     dz = _newton_direction(Ared, h, zh, bn, sizes, g, alpha)
                     info.newton_iterations += 1
@@ -585,11 +636,11 @@ class _ActiveSet:
             released = 0
             if col.relu:
                 self.mu_W = self.working_multipliers(c)
-                for b, (rows, mu) in self.mu_W.items():
-                    neg = mu * col.xn[rows] < -drop_tol * alpha
-                    if bool(neg.any()):
-                        self.W[b, rows[neg]] = False
-                        released += int(neg.sum())
+                neg = self.W & (self.mu_W * col.xn[None, :] < -drop_tol * alpha)
+                released = int(neg.sum())
+                if released:
+                    self.W &= ~neg
+                    for b in torch.nonzero(neg.any(1))[:, 0].tolist():
                         self._rebasis(b)
                 info.rows_released += released
                 changes += released
@@ -619,11 +670,14 @@ class _ActiveSet:
         X = col.X
         dt = X.dtype
         self._last_added = 0
+        # per block dx_b = N_b dz_b and g_bᵀdz_b, by segment sums over the blocks' columns
+        seg = _segments(sizes, X.device)
+        blt = torch.as_tensor(bl, device=X.device)
+        Ncat = torch.cat([self.N[b] for b in bl], dim=1)  # (d, Σ sizes)
         dx = torch.zeros_like(self.x)
+        dx[blt] = torch.zeros((len(bl), col.d), dtype=dt, device=X.device).index_add_(0, seg, (Ncat * dz).T)
         gdz = torch.zeros(col.nb, dtype=dt, device=X.device)
-        for b, gg, dzz in zip(bl, torch.split(g, sizes), torch.split(dz, sizes), strict=True):
-            dx[b] = self.N[b] @ dzz
-            gdz[b] = gg @ dzz
+        gdz[blt] = torch.zeros(len(bl), dtype=dt, device=X.device).index_add_(0, seg, g * dz)
         T = torch.full((col.nb,), math.inf, dtype=dt, device=X.device)
         blocker = torch.zeros(col.nb, dtype=torch.long, device=X.device)
         if col.relu:
@@ -647,28 +701,30 @@ class _ActiveSet:
             # no decrease: if rows at zero slack outside the working sets block some blocks at once (T_b ≈ 0,
             # a degenerate vertex), take the zero step and add them, so that the next direction respects them
             # (each row at most once per run: a row released and blocking again would otherwise cycle)
-            stuck = [b for b in bl if float(T[b]) <= 1e-12 and (b, int(blocker[b])) not in self._degenerate]
+            at0 = blt[T[blt] <= 1e-12]
+            stuck = [(b, r) for b, r in zip(at0.tolist(), blocker[at0].tolist(), strict=True)
+                     if (b, r) not in self._degenerate]
             if not stuck:
                 return False
             saved = (self.x.clone(), self.W.clone(), self.sup.clone(), list(self.N), list(self.A))
-            for b in stuck:
-                self._degenerate.add((b, int(blocker[b])))
-                self.W[b, int(blocker[b])] = True
+            for b, r in stuck:
+                self._degenerate.add((b, r))
+                self.W[b, r] = True
                 self._rebasis(b)
             # the projection onto the new faces must be a rounding-level move (not a block set to zero)
-            if not bool(self.sup[stuck].all()) or col.fval(self.x) > f + 64 * col.eps * abs(f):
+            if not bool(self.sup[[b for b, _ in stuck]].all()) or col.fval(self.x) > f + 64 * col.eps * abs(f):
                 self.x, self.W, self.sup, self.N, self.A = saved
                 return False
             self.info.rows_added += len(stuck)
             self._last_added += len(stuck)
             return True
         self.x = xn_
-        for b in bl:
-            if float(T[b]) <= t:
-                self.W[b, int(blocker[b])] = True
-                self.info.rows_added += 1
-                self._last_added += 1
-                self._rebasis(b)
+        hit = blt[T[blt] <= t]
+        for b, r in zip(hit.tolist(), blocker[hit].tolist(), strict=True):
+            self.W[b, r] = True
+            self.info.rows_added += 1
+            self._last_added += 1
+            self._rebasis(b)
         self._collapse(bl)
         return True
 
@@ -684,8 +740,9 @@ class _ActiveSet:
             return
         c = col.block_grad(_loss_grad(col.loss, col.pred(self.x), col.y))
         radial = col.alpha + (c * self.x).sum(1) / nrm.clamp(min=1e-300)
-        cand = [b for b in bl if bool(self.sup[b]) and float(nrm[b]) <= 0.05 * top and float(radial[b]) > 0]
-        cand.sort(key=lambda b: float(nrm[b]))
+        blt = torch.as_tensor(bl, dtype=torch.long, device=nrm.device)
+        blt = blt[self.sup[blt] & (nrm[blt] <= 0.05 * top) & (radial[blt] > 0)]
+        cand = blt[torch.argsort(nrm[blt], stable=True)].tolist()
         f = col.fval(self.x)
         for b in cand:
             xt = self.x.clone()
@@ -767,10 +824,7 @@ class _ActiveSet:
 
     def multipliers_dense(self) -> torch.Tensor:
         """The working-set multipliers as an (nb, n) tensor (clamped at 0; zero off the working sets)."""
-        col = self.col
-        M = col.X.new_zeros((col.nb, col.n))
-        for b, (rows, mu) in self.mu_W.items():
-            M[b, rows] = torch.clamp(mu, min=0.0)
+        M = torch.clamp(self.mu_W * self.W, min=0.0)
         for b, mu in self.mu_cache.items():  # zero blocks: their last NNLS fit (from :meth:`_enter`)
             if not bool(self.sup[b]):
                 M[b] = torch.clamp(mu, min=0.0)
@@ -828,28 +882,32 @@ def _initial_working_sets(col: _Column, x: torch.Tensor, mu: torch.Tensor | None
     return x, W
 
 
-def _lift_to_cone(col: _Column, x: torch.Tensor, rounds: int = 3) -> torch.Tensor:
+def _lift_to_cone(col: _Column, x: torch.Tensor, rounds: int = 3, limit: int = 25_000_000) -> torch.Tensor:
     """Make every block strictly cone-feasible in floating point with a change at rounding level.
 
     The active-set solution has zero slack on its working rows up to rounding (±1e-16 relative), and
     :func:`certificates.make_feasible` would repair a tiny violation by a step along the gate, whose
     slack can be small on the same rows (a large step). Instead, the rows with slack below
-    2·eps·‖x_r‖‖v_b‖ are moved to that target by the least-norm correction G_Vᵀδ.
+    2·eps·‖x_r‖‖v_b‖ are moved to that target by the least-norm correction G_Vᵀδ: one batched least-squares
+    solve per round for all blocks that have such rows (their rows padded with zero rows, in groups of blocks
+    whose padded rows have at most ``limit`` entries).
     """
     if not col.relu:
         return x
     x = x.clone()
-    nrm = torch.linalg.vector_norm(x, dim=1)
-    for b in torch.nonzero(nrm > 0)[:, 0].tolist():
-        for _ in range(rounds):
-            sb = col.Sg[b] * (col.X @ x[b])
-            tgt = 2.0 * col.eps * col.xn * float(torch.linalg.vector_norm(x[b]))
-            low = torch.nonzero(sb < tgt)[:, 0]
-            if low.numel() == 0:
-                break
-            Gv = col.G(b)[low]
-            delta = lstsq(Gv, (tgt[low] - sb[low])[:, None])[:, 0]
-            x[b] = x[b] + delta
+    for _ in range(rounds):
+        nrm = torch.linalg.vector_norm(x, dim=1)
+        sb = col.slack(x)
+        tgt = 2.0 * col.eps * col.xn[None, :] * nrm[:, None]
+        low = (sb < tgt) & (nrm > 0)[:, None]
+        todo = torch.nonzero(low.any(1))[:, 0]
+        if todo.numel() == 0:
+            break
+        per = max(1, limit // (col.d * max(int(low[todo].sum(1).max()), 1)))
+        for bl in torch.split(todo, per):
+            idx, valid = _padded_rows(low[bl])
+            rhs = (torch.gather((tgt - sb)[bl], 1, idx) * valid)[:, :, None]
+            x[bl] += lstsq(_padded_cone_rows(col, bl, idx, valid), rhs)[:, :, 0]
     return x
 
 
@@ -1460,7 +1518,7 @@ def _hinge_reduced(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u: to
                 off += sz
             J[:mz, mz:] = -(AE * yE[:, None]).T
             J[mz:, :mz] = AE * yE[:, None]
-            step = lstsq(J, -torch.cat([F1, F2])[:, None], driver="gelsd")[:, 0]
+            step = lstsq(J, -torch.cat([F1, F2])[:, None])[:, 0]
             t = 1.0
             while t > 1e-6:  # backtracking on the residual (merit ‖F‖∞)
                 trial = _kkt_residual(z + t * step[:mz], nu + t * step[mz:], sizes, gL, AE, yE, alpha)
@@ -1756,7 +1814,8 @@ def polish(
     info.method = "ipm+active-set" if use_ipm_first else "active-set"
     ipm_lams: dict[int, torch.Tensor] = {}  # columns certified by the interior-point method: its Λ
 
-    def active_set(col: _Column, x: torch.Tensor, Wk: torch.Tensor | None) -> _ActiveSet | None:
+    def active_set(col: _Column, x: torch.Tensor, Wk: torch.Tensor | None,
+                   mu: torch.Tensor | None = None) -> _ActiveSet | None:
         """The active-set method from (x, Wk), or None (with a note) when it would not fit in memory."""
         nsup = int((torch.linalg.vector_norm(x, dim=1) > 0).sum())
         need = active_set_bytes(col.n, col.d, nsup)
@@ -1764,7 +1823,7 @@ def polish(
             info.notes.append(f"active-set: not run, its Newton step with {nsup} blocks could take "
                               f"{_gib(need)} (memory_limit {_gib(memory_limit)})")
             return None
-        return _ActiveSet(col, x, Wk, info, nnls_method)
+        return _ActiveSet(col, x, Wk, info, nnls_method, mu)
 
     for k in range(K if Lam is None else 0):
         col = _Column(pb, k)
@@ -1796,7 +1855,7 @@ def polish(
                 t0 = time.perf_counter()
                 x, Wk = _initial_working_sets(col, xi, mui, act_tol, support_tol, info)
                 t0 = info.tick("initial guess", t0)
-                solver2 = active_set(col, x, Wk)
+                solver2 = active_set(col, x, Wk, mui)
             if solver2 is not None:
                 ok = solver2.run(max_newton=max_newton, gtol=tol, deadline=deadline)
                 if solver is None or ok or col.fval(solver2.x) < col.fval(solver.x):
