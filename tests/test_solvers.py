@@ -412,3 +412,82 @@ def test_repeated_and_empty_patterns_are_merged(breast_cancer, kind, loss):
     warm = solve(pb, tol=1e-8, warm_start=res)
     assert abs(warm.certificate.primal - res.certificate.primal) <= 1e-8 * res.certificate.primal
     assert distinct_patterns(base) is None
+
+
+def test_monitor_stops_when_the_gap_stalls():
+    """Monitor's stall rule: from iteration ``stall_after`` on, stop when the best gap is above STALL_RATIO × the
+    best gap at half the iterations; a gap falling like 1/k (ADMM's rate) never stalls; without stall_after no
+    stop; a bad stall_after is refused."""
+    from convexnn.solvers.problem import STALL_RATIO, Certificate, Monitor
+
+    def run(gap_at, stall_after, last=2000):
+        mon = Monitor(1e-12, stall_after=stall_after)
+        for it in range(10, last + 1, 10):
+            if mon.check(it, Certificate(primal=1.0, dual=1.0 - gap_at(it)), ()):
+                return it, mon.stalled
+        return None, mon.stalled
+
+    assert run(lambda it: 0.5, 100) == (100, True)  # flat: stops at the first check it may
+    assert run(lambda it: 0.5, None) == (None, False)
+    assert run(lambda it: 1.0 / it, 100) == (None, False)  # halves when the iterations double
+    # 5% better per doubling of the iterations: a stall
+    assert run(lambda it: (1 - 0.05) ** np.log2(it), 100) == (100, True)
+    # 1/k until 300, then flat at 1/310: stops at the first check i with 1/310 > STALL_RATIO / j, j the last
+    # check at or before i/2, i.e. j ≥ 280 (= 279.0 rounded up to a check), i = 560
+    assert STALL_RATIO == 0.9 and run(lambda it: 1.0 / it if it <= 300 else 1.0 / 310, 100) == (560, True)
+    with pytest.raises(ValueError, match="stall_after"):
+        Monitor(1e-6, stall_after=0)
+
+
+def _unscaled_diabetes():
+    """150 diabetes rows with X and y scaled by 1000: alpha = 1e-3 is then negligible and ADMM's certificate
+    stays at relative gap 1 (537_houses' situation)."""
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True)
+    Xa = add_intercept(X[:150] * 1000)
+    D, H = patterns_from_gates(Xa, sample_gates(Xa.shape[1], 10, 0))
+
+    def t(a):
+        return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+    return ConvexProblem(t(Xa), t(y[:150, None] * 1000), t(D), t(H), 1e-3, "squared", "relu")
+
+
+def test_admm_stall_after_stops_a_run_that_makes_no_progress():
+    from convexnn.solvers.admm import admm
+
+    pb = _unscaled_diabetes()
+    res = admm(pb, tol=1e-6, max_iter=5000, stall_after=200)
+    assert res.info["stalled"] and res.n_iter == 200 and not res.converged
+    assert res.certificate.relative_gap > 0.5
+    assert not admm(pb, tol=1e-6, max_iter=300).info["stalled"]
+
+
+@pytest.mark.parametrize("polish_ran", [True, False])
+def test_solve_auto_continuation_stops_when_stalled_after_polishing(monkeypatch, polish_ran):
+    """solve(auto): after polishing ran and fell short, the first-order continuation stops once its gap stalls
+    (with a note saying so); when polishing did not run (too large), it is the solver and runs to max_iter.
+    Polishing is replaced by a stand-in that 'ran' (or was not affordable) and improved nothing."""
+    import importlib
+
+    solvers_mod = importlib.import_module("convexnn.solvers")
+    polish_mod = importlib.import_module("convexnn.solvers.polish")
+
+    def fell_short(problem, *args, **kwargs):
+        info = polish_mod.PolishInfo(method="ipm+active-set" if polish_ran else "")
+        info.notes.append("stand-in: fell short" if polish_ran else "not polished: stand-in")
+        return None, info
+
+    monkeypatch.setattr(solvers_mod, "polish", fell_short)
+    monkeypatch.setattr(solvers_mod, "ipm_direct", lambda *a, **k: False)
+    pb = _unscaled_diabetes()
+    seen = []
+    res = solve(pb, tol=1e-6, max_iter=1500, callback=lambda rec: seen.append(rec["iteration"]))
+    notes = res.info.get("polish_notes", [])
+    if polish_ran:  # 20 iterations, polishing, then the continuation's 1000
+        assert any("after polishing: stopped at its iteration 1000" in note for note in notes), notes
+        assert max(seen) == 20 + 1000
+    else:
+        assert not any("after polishing" in note for note in notes) and max(seen) == 1500
+    assert not res.converged

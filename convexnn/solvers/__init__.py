@@ -8,7 +8,8 @@
 
 ``solver="auto"`` runs the first-order method for a short budget and then polishes its point (an
 active-set Newton method, with an interior-point start when the point is rough) to near machine
-precision; if polishing does not reach ``tol`` the first-order method continues from where it was.
+precision; if polishing does not reach ``tol`` the first-order method continues from where it was (until its
+gap stalls, when polishing ran: :data:`CONTINUATION_STALL_AFTER`).
 For (C) of moderate size (:func:`ipm_direct`) without a warm start it skips the first-order start (whose
 point the interior-point identification does not use) and polishes from scratch; there polishing stops
 as soon as the certificate's relative gap is ≤ ``tol`` (``gap_target`` of :func:`polish`). Polishing
@@ -31,6 +32,7 @@ from convexnn.solvers.cvxpy_ref import cvxpy_solve
 from convexnn.solvers.fista import fista
 from convexnn.solvers.polish import IPM_MAX_FLOPS, POLISH_LOSSES, ipm_cost, polish
 from convexnn.solvers.problem import (
+    STALL_RATIO,
     Certificate,
     ConvexProblem,
     SolverResult,
@@ -59,6 +61,12 @@ def _first_order(problem: ConvexProblem, name: str, tol: float, max_iter: int, *
     if name == "fista":
         return fista(problem, tol=tol, max_iter=max_iter, **options)
     return admm(problem, tol=tol, max_iter=max_iter, **options)
+
+
+# the first-order method continued after polishing fell short stops when its gap stalls, from this iteration on
+# (:class:`~convexnn.solvers.problem.Monitor`): 537_houses (600 rows, unscaled prices) spent 33 s in 10000 ADMM
+# iterations there at relative gap 1.0 throughout
+CONTINUATION_STALL_AFTER = 1000
 
 
 # (C) is solved by polishing from scratch (interior point, then active set) when one interior-point
@@ -140,10 +148,10 @@ def _polish_from_scratch(problem: ConvexProblem, tol: float, callback=None, **li
 
 
 def _polished(problem: ConvexProblem, res: SolverResult, tol: float, notes: list[str],
-              **limits) -> SolverResult | None:
-    """The polished result when it improves the certificate, else None (``limits``: ``max_time``,
-    ``memory_limit``, ``ipm_max_flops`` of :func:`polish`). Why polishing did not run or help is appended to
-    ``notes``."""
+              **limits) -> tuple[SolverResult | None, bool]:
+    """(the polished result when it improves the certificate, else None; whether polishing ran: False when it
+    would not fit or was too slow, or the loss is not handled) (``limits``: ``max_time``, ``memory_limit``,
+    ``ipm_max_flops`` of :func:`polish`). Why polishing did not run or help is appended to ``notes``."""
     info = res.info
     target = tol if problem.kind == "relu" else None
     if "V_raw" in info:  # ADMM: polish from the raw iterate and its multipliers, not the repaired point
@@ -154,15 +162,15 @@ def _polished(problem: ConvexProblem, res: SolverResult, tol: float, notes: list
                      **limits)
     if out[0] is None:  # (None, info): no improvement, not affordable, or an unsupported loss
         notes.extend(out[1].notes)
-        return None
+        return None, bool(out[1].method)  # its method is set once it gets past the cost and loss checks
     V, W, cert, pinfo = out
     if not cert.relative_gap < res.certificate.relative_gap:
-        return None
+        return None, True
     rec = {"iteration": res.n_iter, "seconds": (res.history[-1]["seconds"] if res.history else 0.0) + pinfo.seconds,
            "stage": "polish", **cert.as_dict()}
     return SolverResult(V=V, W=W, certificate=cert, n_iter=res.n_iter, converged=cert.relative_gap <= tol,
                         solver=f"{res.solver}+polish", history=[*res.history, rec],
-                        info={**res.info, "polish": _info_dict(pinfo)})
+                        info={**res.info, "polish": _info_dict(pinfo)}), True
 
 
 def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_iter: int = 10000,
@@ -212,7 +220,7 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
             return res
         # not certified to tol: the active-set method from the interior-point point (its working sets guessed
         # afresh), then the first-order method goes on from the better of the two
-        better = None if polish_once else _polished(problem, res, tol, notes, **memory, **left())
+        better = None if polish_once else _polished(problem, res, tol, notes, **memory, **left())[0]
         options["warm_start"] = better or res
         budget, polish_ran = 0, True
     else:
@@ -220,8 +228,8 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
         res = _first_order(problem, name, tol, budget, **options, **left())
         if res.converged:
             return res
-        polish_ran = not out_of_time()
-        better = _polished(problem, res, tol, notes, **memory, **left()) if polish_ran else None
+        better, polish_ran = _polished(problem, res, tol, notes, **memory, **left()) if not out_of_time() else (
+            None, False)
     if better is not None and better.converged:
         return better
     if max_iter > budget and not out_of_time():  # polishing did not finish the job: keep iterating
@@ -230,12 +238,21 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
         user_cb = options.get("callback")
         if user_cb is not None:  # the continuation's records count on from the iterations already done
             options["callback"] = lambda rec: user_cb({**rec, "iteration": rec["iteration"] + done_its})
-        rest = _first_order(problem, name, tol, max_iter - budget, **options, **left())
+        # after polishing ran and fell short, the first-order method rarely gets further (it stalls where the
+        # program is ill-conditioned): it stops once its gap stalls (Monitor's stall_after). Without polishing
+        # (too large) it is the solver itself and runs to max_iter / max_time.
+        stall = {"stall_after": CONTINUATION_STALL_AFTER} if polish_ran and "stall_after" not in options else {}
+        rest = _first_order(problem, name, tol, max_iter - budget, **options, **stall, **left())
+        if rest.info.get("stalled"):
+            notes.append(f"{name} after polishing: stopped at its iteration {rest.n_iter}, its gap having fallen "
+                         f"by less than {1 - STALL_RATIO:.0%} since iteration {rest.n_iter // 2}")
         rest.n_iter += done_its
         rest.history = [*res.history, *({**rec, "iteration": rec["iteration"] + done_its} for rec in rest.history)]
         res = rest if rest.certificate.relative_gap < (better or res).certificate.relative_gap else (better or res)
-        if not res.converged and not out_of_time() and not (polish_once and polish_ran):
-            again = _polished(problem, res, tol, notes, **memory, **left())
+        # polished once more from the continuation's point, if that is better (from the same point as before
+        # polishing would only repeat itself)
+        if res is rest and not res.converged and not out_of_time() and not (polish_once and polish_ran):
+            again = _polished(problem, res, tol, notes, **memory, **left())[0]
             res = again or res
     else:
         res = better or res

@@ -74,6 +74,7 @@ def admm(
     cg_rtol: float = 1e-3,
     splitting: str = "auto",
     iter_dtype: torch.dtype | None = None,
+    stall_after: int | None = None,
 ) -> SolverResult:
     """Solve (C) or (G) by ADMM. See the module docstring for the iteration.
 
@@ -96,6 +97,8 @@ def admm(
         n·d·P ≥ :data:`SPLIT_SIZE`, else "loss".
     iter_dtype : dtype of the iteration of the prediction split (e.g. torch.float32 for speed); its
         certificate is always computed in the problem's dtype.
+    stall_after : stop early when the gap stalls, from this iteration on (see
+        :class:`~convexnn.solvers.problem.Monitor`); ``info["stalled"]`` says whether it did. None: never.
     """
     pb = problem
     if splitting not in ("auto", "loss", "prediction"):
@@ -107,7 +110,8 @@ def admm(
     if splitting == "prediction":
         return admm_relu_split(pb, tol=tol, max_iter=max_iter, rho=rho, check_every=check_every,
                                memory_limit=memory_limit, warm_start=warm_start, callback=callback,
-                               max_time=max_time, relax=relax, adaptive_rho=adaptive_rho, iter_dtype=iter_dtype)
+                               max_time=max_time, relax=relax, adaptive_rho=adaptive_rho, iter_dtype=iter_dtype,
+                               stall_after=stall_after)
     X, D, Y, alpha, loss = pb.X, pb.D, pb.Y, pb.alpha, pb.loss
     relu = pb.kind == "relu"
     split = loss != "squared"
@@ -142,7 +146,7 @@ def admm(
             st.Z = operators.forward(X, D, st.V - st.W if relu else st.V)
 
     Yt = Y
-    monitor = Monitor(tol, callback, max_time)
+    monitor = Monitor(tol, callback, max_time, stall_after)
     it = 0
     for it in range(1, max_iter + 1):
         # 1. u-step
@@ -212,7 +216,7 @@ def admm(
     return SolverResult(
         V=Vf, W=Wf, certificate=cert, n_iter=it, converged=monitor.converged, solver="admm",
         history=monitor.history, info={"strategy": strategy, "rho": rho, "cone_scale": sigma, "rho_updates": n_refactor,
-              "cg_iterations": sysm.cg_iters, **raw},
+              "cg_iterations": sysm.cg_iters, "stalled": monitor.stalled, **raw},
     )
 
 
@@ -425,6 +429,7 @@ def admm_relu_split(
     adaptive_rho: bool = True,
     iter_dtype: torch.dtype | None = None,
     fused_zstep: bool | None = None,
+    stall_after: int | None = None,
 ) -> SolverResult:
     """ADMM for (C) with the squared loss, splitting the blocks' predictions (for large n·d·P).
 
@@ -452,7 +457,8 @@ def admm_relu_split(
 
     ``fused_zstep``: step 3 (with ν's update and the next step 1's z − ν) as one GPU kernel
     (:mod:`convexnn.solvers.fused`: five passes over the (n, 2P, K) arrays instead of about thirty); None
-    uses it when X is on CUDA and Triton is installed. Same iterates up to rounding.
+    uses it when X is on CUDA and Triton is installed. Same iterates up to rounding. ``stall_after``: as for
+    :func:`admm`.
     """
     pb = problem
     if pb.kind != "relu" or pb.loss != "squared":
@@ -497,7 +503,7 @@ def admm_relu_split(
     elif fused_zstep and not fused.usable(X.device):
         raise ValueError(f"fused_zstep=True needs Triton and the problem on a CUDA device (it is on {X.device})")
     on_p = D > 0
-    monitor = Monitor(tol, callback, max_time)
+    monitor = Monitor(tol, callback, max_time, stall_after)
     n_updates = 0
     it = 0
     for it in range(1, max_iter + 1):
@@ -554,7 +560,7 @@ def admm_relu_split(
     V64, Nu64 = V.to(X64.dtype), Nu.to(X64.dtype)
     Mu = _split_mu(D2_64, sgn64, rho_z * tau.to(X64.dtype), rho_z * Nu64) if tau is not None else None
     info = {"strategy": "prediction-split", "rho": rho, "rho_z": rho_z, "rho_updates": n_updates,
-            "iter_dtype": str(dt).replace("torch.", ""), "V_raw": V64[:P], "W_raw": V64[P:]}
+            "iter_dtype": str(dt).replace("torch.", ""), "V_raw": V64[:P], "W_raw": V64[P:], "stalled": monitor.stalled}
     if Mu is not None:  # −μ, the convention of the loss split's info["Nv"] (μ ≈ −Nv)
         info.update(Nv=-Mu[:, :P], Nw=-Mu[:, P:])
     return SolverResult(V=Vf, W=Wf, certificate=cert, n_iter=it, converged=cert.relative_gap <= tol, solver="admm",

@@ -37,8 +37,12 @@ def fista(
     warm_start: SolverResult | None = None,
     callback=None,
     max_time: float | None = None,
+    stall_after: int | None = None,
 ) -> SolverResult:
-    """Solve (G) with a smooth loss ("squared" or "logistic") by FISTA with line search and restarts."""
+    """Solve (G) with a smooth loss ("squared" or "logistic") by FISTA with line search and restarts.
+
+    Stops at relative gap ≤ ``tol``, after ``max_iter`` iterations or ``max_time`` seconds, or (``stall_after``)
+    when the gap stalls (:class:`~convexnn.solvers.problem.Monitor`); ``info["stalled"]`` says so."""
     pb = problem
     if pb.kind != "gated":
         raise ValueError("fista solves the gated program (kind='gated'); use admm for kind='relu'")
@@ -54,7 +58,7 @@ def fista(
     x = warm_start.V.clone() if warm_start is not None else pb.zeros()
     y = x.clone()
     theta = 1.0
-    monitor = Monitor(tol, callback, max_time)
+    monitor = Monitor(tol, callback, max_time, stall_after)
     it = 0
     for it in range(1, max_iter + 1):
         fy, gy, _ = f_and_grad(y)
@@ -85,4 +89,4 @@ def fista(
     assert monitor.best is not None
     cert, (V,) = monitor.best
     return SolverResult(V=V, W=None, certificate=cert, n_iter=it, converged=monitor.converged, solver="fista",
-                        history=monitor.history)
+                        history=monitor.history, info={"stalled": monitor.stalled})
