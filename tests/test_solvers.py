@@ -491,3 +491,35 @@ def test_solve_auto_continuation_stops_when_stalled_after_polishing(monkeypatch,
     else:
         assert not any("after polishing" in note for note in notes) and max(seen) == 1500
     assert not res.converged
+
+
+def test_monitor_keeps_the_lowest_objective_with_the_highest_bound():
+    """The best point is the checked one of lowest objective, certified with the highest dual bound seen (both
+    bound the same optimum); convergence is judged on that pair."""
+    from convexnn.solvers.problem import Certificate, Monitor
+
+    mon = Monitor(0.3)
+    checks = [(2.0, 0.1), (1.5, 0.5), (1.8, 1.2)]  # relative gaps 0.95, 0.67, 0.33: none ≤ 0.3 on its own
+    stops = [mon.check(10 * (j + 1), Certificate(primal=p, dual=q), (f"point {j}",)) for j, (p, q) in
+             enumerate(checks)]
+    cert, point = mon.best
+    assert point == ("point 1",) and (cert.primal, cert.dual) == (1.5, 1.2)
+    assert stops == [False, False, True] and mon.converged  # (1.5 − 1.2)/1.5 = 0.2 ≤ 0.3
+    assert [rec["relative_gap"] for rec in mon.history] == [Certificate(p, q).relative_gap for p, q in checks]
+
+
+def test_solve_keeps_the_better_point_with_the_better_bound():
+    from convexnn.solvers import _better_of
+    from convexnn.solvers.problem import Certificate, SolverResult
+
+    def result(primal, dual, n_iter):
+        z = torch.zeros(1, 2, 1)
+        return SolverResult(V=z, W=None, certificate=Certificate(primal, dual), n_iter=n_iter, converged=False,
+                            solver="x", history=[{"iteration": n_iter}])
+
+    first, then = result(0.65, 0.002, 3), result(189.0, 0.15, 1003)
+    got = _better_of(first, then, tol=1e-6)
+    assert got.V is first.V and (got.certificate.primal, got.certificate.dual) == (0.65, 0.15)
+    assert got.n_iter == 1003 and got.history == then.history and not got.converged
+    assert _better_of(then, first, tol=1e-6).V is first.V
+    assert _better_of(first, result(0.6, 0.59, 5), tol=0.1).converged

@@ -21,6 +21,7 @@ follows the device's free memory: :func:`device_limits`); ``max_time`` bounds th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
@@ -173,6 +174,16 @@ def _polished(problem: ConvexProblem, res: SolverResult, tol: float, notes: list
                         info={**res.info, "polish": _info_dict(pinfo)}), True
 
 
+def _better_of(first: SolverResult, then: SolverResult, tol: float) -> SolverResult:
+    """Of two results on the same program, the one of lower objective, certified with the higher of their two
+    dual bounds (both bound the same optimum from below); ``then`` (the later run) carries the iterations and
+    history of both."""
+    keep = then if then.certificate.primal < first.certificate.primal else first
+    cert = Certificate(primal=keep.certificate.primal, dual=max(first.certificate.dual, then.certificate.dual))
+    return dataclasses.replace(keep, certificate=cert, converged=cert.relative_gap <= tol, n_iter=then.n_iter,
+                               history=then.history)
+
+
 def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_iter: int = 10000,
           **options) -> SolverResult:
     """Solve ``problem`` with the named solver (see :data:`SOLVERS`).
@@ -248,10 +259,10 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
                          f"by less than {1 - STALL_RATIO:.0%} since iteration {rest.n_iter // 2}")
         rest.n_iter += done_its
         rest.history = [*res.history, *({**rec, "iteration": rec["iteration"] + done_its} for rec in rest.history)]
-        res = rest if rest.certificate.relative_gap < (better or res).certificate.relative_gap else (better or res)
+        res = _better_of(better or res, rest, tol)
         # polished once more from the continuation's point, if that is better (from the same point as before
         # polishing would only repeat itself)
-        if res is rest and not res.converged and not out_of_time() and not (polish_once and polish_ran):
+        if res.V is rest.V and not res.converged and not out_of_time() and not (polish_once and polish_ran):
             again = _polished(problem, res, tol, notes, **memory, **left())[0]
             res = again or res
     else:

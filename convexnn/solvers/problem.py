@@ -227,9 +227,13 @@ STALL_RATIO = 0.9
 
 
 class Monitor:
-    """The certificate checks of an iterative solver: keeps the best point (by relative gap), the history,
-    calls the user's callback, and says when to stop: relative gap ≤ tol, past ``max_time`` seconds, or (with
-    ``stall_after``) at iteration i ≥ ``stall_after`` when the best gap is above :data:`STALL_RATIO` × the
+    """The certificate checks of an iterative solver: keeps the history, calls the user's callback, keeps the best
+    point and says when to stop.
+
+    ``best`` is (certificate, point): the checked point of lowest objective, certified with the highest dual
+    bound of all checks (each bounds the same optimum from below, so the pair is a valid certificate and its gap
+    is no larger than any single check's). It stops at a best relative gap ≤ tol, past ``max_time`` seconds, or
+    (with ``stall_after``) at iteration i ≥ ``stall_after`` when the best gap is above :data:`STALL_RATIO` × the
     best gap at iteration i/2 (``stalled`` then says so)."""
 
     def __init__(self, tol: float, callback: Callable[[dict], None] | None = None,
@@ -247,14 +251,18 @@ class Monitor:
 
     def check(self, iteration: int, cert: Certificate, point: tuple, **extra: float) -> bool:
         """Record one check of ``point`` (the solver's blocks); True when the solver should stop."""
-        if self.best is None or cert.relative_gap < self.best[0].relative_gap:
+        if self.best is None:
             self.best = (cert, point)
+        else:
+            low, at = (cert.primal, point) if cert.primal < self.best[0].primal else (self.best[0].primal,
+                                                                                      self.best[1])
+            self.best = (Certificate(primal=low, dual=max(cert.dual, self.best[0].dual)), at)
         rec = {"iteration": iteration, "seconds": time.perf_counter() - self.t0, **extra, **cert.as_dict()}
         self.history.append(rec)
         if self.callback is not None:
             self.callback(rec)
-        self.converged = cert.relative_gap <= self.tol
         best = self.best[0].relative_gap
+        self.converged = best <= self.tol
         self._its.append(iteration)
         self._best_gaps.append(best)
         if self.stall_after is not None and iteration >= self.stall_after and not self.converged:
