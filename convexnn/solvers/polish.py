@@ -450,17 +450,6 @@ def _newton_direction(A: torch.Tensor, h: torch.Tensor, zh: torch.Tensor, bn: to
     return dz
 
 
-def _segments(sizes: list[int], device: torch.device) -> torch.Tensor:
-    """The block of every entry of a vector concatenated from blocks of the given sizes: (Σ sizes,)."""
-    return torch.repeat_interleave(torch.arange(len(sizes), device=device),
-                                   torch.as_tensor(sizes, device=device))
-
-
-def _segment_norms(v: torch.Tensor, seg: torch.Tensor, q: int) -> torch.Tensor:
-    """The Euclidean norm of each of the q blocks of v (by :func:`_segments`' block of every entry): (q,)."""
-    return torch.zeros(q, dtype=v.dtype, device=v.device).index_add_(0, seg, v * v).sqrt()
-
-
 def _padded_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The row indices of each row of a boolean ``mask`` (B, n), padded: (idx (B, m), valid (B, m)) with m the
     largest count; row b's indices come first in increasing order, then padding (index 0, valid False)."""
@@ -579,11 +568,11 @@ class _ActiveSet:
                 a = Ared @ z
                 gl = _loss_grad(loss, a, y)
                 h = _loss_hess(loss, a, y)
-                seg = _segments(sizes, z.device)
-                bn = _segment_norms(z, seg, len(sizes))
-                zh = z / bn[seg]
+                zs = torch.split(z, sizes)
+                bn = torch.stack([torch.linalg.vector_norm(zz) for zz in zs])
+                zh = torch.cat([zz / nn for zz, nn in zip(zs, bn, strict=True)])
                 g = Ared.T @ gl + alpha * zh
-                gmax = float(_segment_norms(g, seg, len(sizes)).max()) / alpha
+                gmax = max(float(torch.linalg.vector_norm(gg)) for gg in torch.split(g, sizes)) / alpha
                 if gmax > gtol:
                     dz = _newton_direction(Ared, h, zh, bn, sizes, g, alpha)
                     info.newton_iterations += 1
@@ -658,14 +647,15 @@ class _ActiveSet:
         X = col.X
         dt = X.dtype
         self._last_added = 0
-        # per block dx_b = N_b dz_b and g_bᵀdz_b, by segment sums over the blocks' columns
-        seg = _segments(sizes, X.device)
-        blt = torch.as_tensor(bl, device=X.device)
-        Ncat = torch.cat([self.N[b] for b in bl], dim=1)  # (d, Σ sizes)
+        # (one block at a time: batched sums round differently, and the method's path on ill-conditioned data
+        # (magic, raw) follows rounding-level differences: with segment sums here and for the block norms in
+        # run it lost its certificate there)
         dx = torch.zeros_like(self.x)
-        dx[blt] = torch.zeros((len(bl), col.d), dtype=dt, device=X.device).index_add_(0, seg, (Ncat * dz).T)
         gdz = torch.zeros(col.nb, dtype=dt, device=X.device)
-        gdz[blt] = torch.zeros(len(bl), dtype=dt, device=X.device).index_add_(0, seg, g * dz)
+        for b, gg, dzz in zip(bl, torch.split(g, sizes), torch.split(dz, sizes), strict=True):
+            dx[b] = self.N[b] @ dzz
+            gdz[b] = gg @ dzz
+        blt = torch.as_tensor(bl, device=X.device)
         T = torch.full((col.nb,), math.inf, dtype=dt, device=X.device)
         blocker = torch.zeros(col.nb, dtype=torch.long, device=X.device)
         if col.relu:
