@@ -176,8 +176,12 @@ def main() -> None:
                "convexnn_seconds": sec, "convexnn_cpu_seconds": cpu, "convexnn_solver": res.solver,
                "convexnn_converged": res.converged, **{f"convexnn_{k}": v for k, v in cert.as_dict().items()},
                "nonzero_blocks": nonzero_blocks(res.V, res.W), "polish": res.info.get("polish")}
-        print(f"n={pb.n} d={pb.d} P={pb.P}: convexnn {sec:.2f}s (cpu {cpu:.2f}s) rel.gap {cert.relative_gap:.1e} "
-              f"blocks {row['nonzero_blocks']}/{2 * pb.P}", flush=True)
+        timings = (row["polish"] or {}).get("timings", {})
+        ipm = sum(v for k, v in timings.items() if k.startswith("ipm"))
+        row["phases_seconds"] = {"interior_point": ipm, "after_it": sec - ipm}  # after: active set, certificate
+        print(f"n={pb.n} d={pb.d} P={pb.P}: convexnn {sec:.2f}s (cpu {cpu:.2f}s; interior point {ipm:.2f}s, after it "
+              f"{sec - ipm:.2f}s) rel.gap {cert.relative_gap:.1e} blocks {row['nonzero_blocks']}/{2 * pb.P}",
+              flush=True)
         if n in reference or (not args.no_cvxpy and not args.reference):
             ref = reference[n] if n in reference else run_clarabel(X, y, D, args.alpha, args.loss, args.cvxpy_timeout)
             row["cvxpy"] = ref

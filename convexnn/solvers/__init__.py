@@ -129,7 +129,10 @@ def ipm_direct(problem: ConvexProblem, memory_limit: float = 8 * 2**30, flop_sca
 
 
 def _info_dict(pinfo) -> dict:
-    return {k: v for k, v in vars(pinfo).items() if isinstance(v, int | float | str)}
+    """A :class:`~convexnn.solvers.polish.PolishInfo` as a plain dict: its counts and flags, and the seconds of
+    each of its phases ("timings")."""
+    return {**{k: v for k, v in vars(pinfo).items() if isinstance(v, int | float | str)},
+            "timings": dict(pinfo.timings)}
 
 
 def _polish_from_scratch(problem: ConvexProblem, tol: float, callback=None, **limits) -> SolverResult:
