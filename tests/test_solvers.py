@@ -523,3 +523,65 @@ def test_solve_keeps_the_better_point_with_the_better_bound():
     assert got.n_iter == 1003 and got.history == then.history and not got.converged
     assert _better_of(then, first, tol=1e-6).V is first.V
     assert _better_of(first, result(0.6, 0.59, 5), tol=0.1).converged
+
+
+def _gated_threshold(pb):
+    """max_i ‖Xᵀ D_i ∇L(0)‖: the smallest α at which (G)'s optimum, hence (C)'s, is the zero network."""
+    from convexnn.ops import losses, operators
+
+    g = losses.grad(pb.loss, pb.X.new_zeros(pb.Y.shape), pb.Y)
+    return float(operators.group_norms(operators.adjoint(pb.X, pb.D, g)).max())
+
+
+def test_zero_network_is_certified_without_the_interior_point_method(breast_cancer):
+    """Between (C)'s threshold and (G)'s, (C)'s optimum is the zero network although the gated bound alone cannot
+    show it: solve certifies it by cone multipliers (solver "zero", no iteration), and CVXPY + Clarabel finds the
+    same optimum L(0) = 1/2. Below (C)'s threshold the screen lets the interior-point method run."""
+    import dataclasses
+
+    pb, _ = _problem(breast_cancer[0][:150], breast_cancer[1][:150], "relu", "squared", 20)
+    top = _gated_threshold(pb)
+    above = dataclasses.replace(pb, alpha=0.85 * top)
+    res = solve(above, solver="auto", tol=1e-6)
+    assert res.solver == "zero" and res.n_iter == 0 and res.converged
+    assert res.certificate.primal == pytest.approx(0.5, rel=1e-15) and res.certificate.relative_gap <= 1e-6
+    assert float(res.V.abs().max()) == 0.0 and float(res.W.abs().max()) == 0.0
+    assert cvxpy_solve(above).info["optimal_value"] == pytest.approx(0.5, rel=1e-7)
+    below = dataclasses.replace(pb, alpha=0.4 * top)
+    res = solve(below, solver="auto", tol=1e-6)
+    opt = cvxpy_solve(below).info["optimal_value"]
+    assert res.solver != "zero" and res.converged and opt < 0.49
+    assert res.certificate.dual <= opt * (1 + 1e-7) and res.certificate.primal == pytest.approx(opt, rel=1e-6)
+
+
+def test_residue_blocks_are_pruned_and_the_result_stays_certified(breast_cancer):
+    """The interior-point method leaves every zero block of the optimum at rounding level; solve zeroes them
+    (info["pruned"]) and the point is still optimal against CVXPY + Clarabel, exactly feasible, certified, with no
+    block below 1e-6 of the largest left. prune_blocks itself removes residue added to a zero block again and,
+    given no slack, never drops a block of the optimum (that raises the objective)."""
+    import dataclasses
+
+    from convexnn.ops import operators
+    from convexnn.solvers.problem import prune_blocks
+
+    pb, _ = _problem(breast_cancer[0][:150], breast_cancer[1][:150], "relu", "squared", 20)
+    pb = dataclasses.replace(pb, alpha=0.15 * _gated_threshold(pb))
+    res = solve(pb, solver="auto", tol=1e-6)
+    opt = cvxpy_solve(pb).info["optimal_value"]
+    assert res.converged and res.info.get("pruned", 0) > 0
+    assert res.certificate.dual <= opt * (1 + 1e-7) and res.certificate.primal == pytest.approx(opt, rel=1e-6)
+    assert float(pb.objective(res.V, res.W).sum()) == pytest.approx(res.certificate.primal, rel=1e-12)
+    norms = torch.cat([operators.group_norms(res.V), operators.group_norms(res.W)]).ravel()
+    kept = norms[norms > 0]
+    assert 0 < kept.numel() < 2 * pb.P and float(kept.min()) >= 1e-6 * float(kept.max())
+    assert float(operators.cone(pb.X, pb.D, res.V).min()) >= -1e-12
+    assert float(operators.cone(pb.X, pb.D, res.W).min()) >= -1e-12
+
+    primal = res.certificate.primal
+    V, W, value, dropped = prune_blocks(pb, res.V, res.W, primal, 0.0)
+    assert dropped == 0 and V is res.V and value == primal
+    zero_block = int(torch.nonzero(operators.group_norms(res.V)[:, 0] == 0)[0, 0])
+    noisy = res.V.clone()
+    noisy[zero_block] = 1e-11 * torch.randn(pb.d, 1, dtype=noisy.dtype, generator=torch.Generator().manual_seed(0))
+    V, W, value, dropped = prune_blocks(pb, noisy, res.W, float(pb.objective(noisy, res.W).sum()), 1e-8 * primal)
+    assert dropped == 1 and torch.equal(V, res.V) and value == pytest.approx(primal, rel=1e-12)

@@ -79,3 +79,19 @@ def make_feasible(X: torch.Tensor, D: torch.Tensor, H: torch.Tensor, V: torch.Te
         Vf = Vf + extra[:, None, :] * H.T[:, :, None]
     Vf = torch.where(stuck[:, None, :], torch.zeros_like(Vf), Vf)
     return Vf
+
+
+def cone_residual_lower_bound(X: torch.Tensor, D: torch.Tensor, H: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """A lower bound on min_{μ ≥ 0} ‖A_ik − G_iᵀ μ‖₂ per block (P, K), for A (P, d, K), without solving it.
+
+    By duality that minimum equals max A_ikᵀu over unit vectors u of the cone G_i u ≥ 0, so every point u of
+    the cone gives A_ikᵀu / ‖u‖ below it. Two points per block, one product with X each: the gate h_i and A_ik
+    made feasible along it (:func:`make_feasible`). When the bound exceeds α the block's dual constraint
+    cannot be met at this Λ, whatever μ: the NNLS need not be run to know it.
+    """
+    Hb = H.T[:, :, None]  # (P, d, 1), in the cone by construction of D
+    tiny = torch.finfo(X.dtype).tiny
+    by_gate = (A * Hb).sum(1) / torch.clamp(torch.linalg.vector_norm(Hb, dim=1), min=tiny)
+    F = make_feasible(X, D, H, A)
+    by_repair = (A * F).sum(1) / torch.clamp(torch.linalg.vector_norm(F, dim=1), min=tiny)
+    return torch.maximum(by_gate, by_repair)

@@ -1588,16 +1588,17 @@ def _column_gap(col: _Column, x: torch.Tensor, mu: torch.Tensor, nnls_method: st
 def dual_certificate(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | None = None,
                      Mu_v: torch.Tensor | None = None, Mu_w: torch.Tensor | None = None,
                      nnls_method: str = "auto", Lam: torch.Tensor | None = None,
-                     repair: bool = True) -> tuple[Certificate, torch.Tensor]:
+                     repair: bool = True, nnls_max_iter: int = 3000) -> tuple[Certificate, torch.Tensor]:
     """A certificate for a cone-feasible point (V, W) (or U for kind="gated").
 
     primal = ``problem.objective``; dual = the bound of :mod:`convexnn.ops.certificates` at Λ = ∇L(ŷ)
     and, for (C), multipliers μ ≥ 0 per block: the candidates ``Mu_v``, ``Mu_w`` ((n, P, K), clamped at 0),
     replaced by a non-negative least-squares fit wherever a block's residual exceeds α. Valid for any
     input: the multipliers only decide how tight the bound is (``repair=False``: no NNLS, the candidates as
-    they are). ``Lam`` (n, K) replaces Λ = ∇L(ŷ) as the loss
-    dual candidate (needed for the hinge loss, whose subgradient at the kinks is not the optimal Λ; it is
-    projected onto the domain of L* by the certificate functions). Returns (certificate, dual per column).
+    they are; ``nnls_max_iter``: the projected-gradient NNLS's iteration limit). ``Lam`` (n, K) replaces
+    Λ = ∇L(ŷ) as the loss dual candidate (needed for the hinge loss, whose subgradient at the kinks is not the
+    optimal Λ; it is projected onto the domain of L* by the certificate functions). Returns (certificate, dual
+    per column).
     """
     pb = problem
     X, D, Y, alpha, loss = pb.X, pb.D, pb.Y, float(pb.alpha), pb.loss
@@ -1624,7 +1625,7 @@ def dual_certificate(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | 
         need = torch.nonzero(res > alpha * (1.0 + 1e-9))[:, 0].tolist()
         if need:
             Mn, rn = _nnls(col, need, c[need], target=X.new_full((len(need),), alpha), method=nnls_method,
-                          mu0=Mk[need])
+                          mu0=Mk[need], max_iter=nnls_max_iter)
             for j, b in enumerate(need):
                 if float(rn[j]) < float(res[b]):
                     Mk[b] = Mn[j]
