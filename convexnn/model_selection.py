@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
+from convexnn._config import available_cores
 from convexnn.estimators import ConvexReLUClassifier, ConvexReLURegressor, _ConvexReLUBase, _to_numpy
 from convexnn.network import TwoLayerReLU
 from convexnn.solvers.problem import Certificate
@@ -90,6 +93,13 @@ def regularization_path(X: Any, y: Any, alphas: Any = None, *, estimator: _Conve
                       n_iter=np.array(iters), widths=np.array(widths), estimators=ests)
 
 
+def _fold_scores(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, alphas: np.ndarray,
+                 estimator: _ConvexReLUBase) -> np.ndarray:
+    """The held-out scores (len(alphas),) of one fold's warm-started path (run in a worker when n_jobs > 1)."""
+    path = regularization_path(X[train], y[train], alphas, estimator=estimator, keep_estimators=True)
+    return np.array([e.score(X[test], y[test]) for e in path.estimators])
+
+
 class _ConvexReLUCV(BaseEstimator):
     """Choose alpha by K-fold cross-validation over a warm-started path, then refit on all data."""
 
@@ -100,20 +110,25 @@ class _ConvexReLUCV(BaseEstimator):
         "eps": [Interval(numbers.Real, 0, 1, closed="neither")],
         "cv": ["cv_object"],
         "estimator_params": [dict, None],
+        "n_jobs": [numbers.Integral, None],
     }
 
     def __init__(self, alphas: Any = None, n_alphas: int = 8, eps: float = 1e-3, cv: Any = 5,
-                 estimator_params: dict | None = None) -> None:
+                 estimator_params: dict | None = None, n_jobs: int | None = None) -> None:
         self.alphas = alphas
         self.n_alphas = n_alphas
         self.eps = eps
         self.cv = cv
         self.estimator_params = estimator_params
+        self.n_jobs = n_jobs
 
     def fit(self, X: Any, y: Any) -> _ConvexReLUCV:
         self._validate_params()
-        X = np.asarray(_to_numpy(X), dtype=np.float64)
-        y = np.asarray(_to_numpy(y))
+        regression = not issubclass(self._base, ClassifierMixin)
+        X, y = validate_data(self, _to_numpy(X), _to_numpy(y), dtype=np.float64, order="C", ensure_min_samples=2,
+                             multi_output=regression, y_numeric=regression)
+        if not regression:
+            check_classification_targets(y)
         base = self._base(**(self.estimator_params or {}))
         alphas = self.alphas
         if alphas is None:
@@ -121,13 +136,17 @@ class _ConvexReLUCV(BaseEstimator):
             alphas = np.geomspace(amax, amax * self.eps, self.n_alphas)
         alphas = np.sort(np.asarray(alphas, dtype=np.float64))[::-1]
         cv = check_cv(self.cv, y, classifier=isinstance(base, ClassifierMixin))
-        scores = np.zeros((alphas.size, cv.get_n_splits(X, y)))
-        for j, (tr, te) in enumerate(cv.split(X, y)):
-            path = regularization_path(X[tr], y[tr], alphas, estimator=base, keep_estimators=True)
-            for i, e in enumerate(path.estimators):
-                scores[i, j] = e.score(X[te], y[te])
+        splits = list(cv.split(X, y))
+        jobs = min(effective_n_jobs(self.n_jobs), len(splits))
+        fold_base = base
+        if jobs > 1 and base.n_threads is None:
+            # the folds share the cores: each its own share of them, not every core each (oversubscribed BLAS
+            # threads slow small products down by orders of magnitude)
+            fold_base = clone(base).set_params(n_threads=max(1, available_cores() // jobs))
+        columns = Parallel(n_jobs=jobs)(delayed(_fold_scores)(X, y, tr, te, alphas, fold_base) for tr, te in splits)
         self.alphas_ = alphas
-        self.cv_scores_ = scores
+        self.cv_scores_ = np.stack(columns, axis=1)
+        scores = self.cv_scores_
         best = int(np.argmax(scores.mean(1)))
         self.alpha_ = float(alphas[best])
         self.best_estimator_ = clone(base).set_params(alpha=self.alpha_).fit(X, y)
@@ -147,11 +166,19 @@ class ConvexReLURegressorCV(RegressorMixin, _ConvexReLUCV):
 
     Parameters: ``alphas`` (default: ``n_alphas`` log-spaced values from alpha_max down to
     eps·alpha_max), ``cv`` (folds or splitter), ``estimator_params`` (the other parameters of the
-    regressor). Attributes: ``alpha_``, ``alphas_``, ``cv_scores_`` (n_alphas, n_folds),
+    regressor), ``n_jobs`` (folds fitted in parallel processes, as in scikit-learn: None one, −1 every core;
+    without an ``n_threads`` in ``estimator_params`` each fold then gets its share of the cores).
+    Attributes: ``alpha_``, ``alphas_``, ``cv_scores_`` (n_alphas, n_folds),
     ``best_estimator_`` and its ``network_``, ``certificate_``.
     """
 
     _base = ConvexReLURegressor
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # as the regressor: y (n, K), scored by the mean R² over columns
+        tags.target_tags.single_output = True
+        return tags
 
 
 class ConvexReLUClassifierCV(ClassifierMixin, _ConvexReLUCV):
