@@ -202,8 +202,10 @@ class _ConvexReLUBase(BaseEstimator):
         problem = ConvexProblem(t(Xa), t(Y), t(D), t(H), float(self.alpha), self.loss, self.kind)
         if self.verbose and callback is None:
             def callback(rec: dict) -> None:
+                # interior-point records certify one output column's program at a time
+                of = f"  (output {rec['column']})" if rec.get("columns", 1) > 1 else ""
                 print(f"[convexnn] iter {rec['iteration']:6d}  primal {rec['primal']:.8g}  "
-                      f"dual {rec['dual']:.8g}  rel.gap {rec['relative_gap']:.2e}")
+                      f"dual {rec['dual']:.8g}  rel.gap {rec['relative_gap']:.2e}{of}")
         with num_threads(self.n_threads):
             if self.adversarial_eps > 0:
                 if self.kind != "relu":

@@ -585,3 +585,24 @@ def test_residue_blocks_are_pruned_and_the_result_stays_certified(breast_cancer)
     noisy[zero_block] = 1e-11 * torch.randn(pb.d, 1, dtype=noisy.dtype, generator=torch.Generator().manual_seed(0))
     V, W, value, dropped = prune_blocks(pb, noisy, res.W, float(pb.objective(noisy, res.W).sum()), 1e-8 * primal)
     assert dropped == 1 and torch.equal(V, res.V) and value == pytest.approx(primal, rel=1e-12)
+
+
+def test_interior_point_progress_records_are_valid_certificates(breast_cancer):
+    """The default path's history carries the interior-point method's certificate after each certified iterate
+    (the best so far): each one's dual is below CVXPY + Clarabel's optimum and its primal above it, the gaps
+    never grow, and the last record is the result's own certificate."""
+    pb, _ = _problem(breast_cancer[0][:150], breast_cancer[1][:150], "relu", "squared", 20)
+    seen: list[dict] = []
+    res = solve(pb, solver="auto", tol=1e-6, callback=seen.append)
+    assert seen == res.history and res.converged
+    ipm = [r for r in res.history if r.get("stage") == "ipm"]
+    assert len(ipm) >= 3 and res.history[-1]["stage"] in ("polish", "prune")
+    opt = cvxpy_solve(pb).info["optimal_value"]
+    for r in ipm:
+        assert r["column"] == 0 and r["columns"] == 1
+        assert r["dual"] <= opt * (1 + 1e-7) and r["primal"] >= opt * (1 - 1e-7)
+        assert r["relative_gap"] == pytest.approx((r["primal"] - r["dual"]) / r["primal"], rel=1e-9)
+    gaps = [r["relative_gap"] for r in ipm]
+    assert all(b <= a for a, b in zip(gaps, gaps[1:], strict=False))
+    assert [r["iteration"] for r in res.history] == sorted(r["iteration"] for r in res.history)
+    assert res.history[-1]["relative_gap"] == pytest.approx(res.certificate.relative_gap, abs=1e-12)

@@ -176,15 +176,26 @@ def _polish_from_scratch(problem: ConvexProblem, tol: float, callback=None, **li
     (``limits``: ``max_time``, ``memory_limit``, ``ipm_max_flops`` of :func:`polish`)."""
     t0 = time.perf_counter()
     zero = problem.zeros()
+    history: list[dict] = []
+
+    def progress(rec: dict) -> None:
+        # a certified interior-point iterate of one output column (its own program's certificate: (C) separates
+        # over columns, so with K = 1 it is the whole program's)
+        rec = {"iteration": rec["ipm_iteration"], "seconds": time.perf_counter() - t0, "columns": problem.K, **rec}
+        history.append(rec)
+        if callback is not None:
+            callback(rec)
+
     V, W, cert, pinfo = polish(problem, zero, zero.clone(), method="ipm", gap_target=tol, return_info=True,
-                               **limits)
+                               progress=progress, **limits)
     # its iterations: interior-point plus active-set Newton (or barrier) steps
     its = max(1, pinfo.ipm_iterations + pinfo.newton_iterations)
     rec = {"iteration": its, "seconds": time.perf_counter() - t0, "stage": "polish", **cert.as_dict()}
+    history.append(rec)
     if callback is not None:
         callback(rec)
     return SolverResult(V=V, W=W, certificate=cert, n_iter=its, converged=cert.relative_gap <= tol,
-                        solver="polish", history=[rec], info={"polish": _info_dict(pinfo)})
+                        solver="polish", history=history, info={"polish": _info_dict(pinfo)})
 
 
 def _polished(problem: ConvexProblem, res: SolverResult, tol: float, notes: list[str],
@@ -241,16 +252,18 @@ def solve(problem: ConvexProblem, solver: str = "auto", tol: float = 1e-6, max_i
     them. The CVXPY reference is returned as it is.
     """
     res = _solve(problem, solver, tol, max_iter, **options)
-    return res if solver == "cvxpy" else _pruned(problem, res, tol)
+    return res if solver == "cvxpy" else _pruned(problem, res, tol, options.get("callback"))
 
 
 # pruning may raise the objective by at most this fraction of tol, relative (the certificate barely moves)
 PRUNE_SLACK = 0.01
 
 
-def _pruned(problem: ConvexProblem, res: SolverResult, tol: float) -> SolverResult:
+def _pruned(problem: ConvexProblem, res: SolverResult, tol: float, callback=None) -> SolverResult:
     """``res`` with its residue blocks zeroed (:func:`prune_blocks`) and its certificate's primal re-evaluated
-    there (the dual still bounds the same optimum); ``res`` itself when nothing qualifies."""
+    there (the dual still bounds the same optimum), recorded as a last history record (stage "prune"); ``res``
+    itself when nothing qualifies."""
+    t0 = time.perf_counter()
     primal = float(problem.objective(res.V, res.W).sum())
     V, W, value, dropped = prune_blocks(problem, res.V, res.W, primal, PRUNE_SLACK * tol * abs(primal))
     if dropped == 0:
@@ -258,8 +271,13 @@ def _pruned(problem: ConvexProblem, res: SolverResult, tol: float) -> SolverResu
     cert = Certificate(primal=value, dual=res.certificate.dual)
     if res.converged and cert.relative_gap > tol:
         return res
+    last = res.history[-1]["seconds"] if res.history else 0.0
+    rec = {"iteration": res.n_iter, "seconds": last + time.perf_counter() - t0, "stage": "prune",
+           "pruned": dropped, **cert.as_dict()}
+    if callback is not None:
+        callback(rec)
     return dataclasses.replace(res, V=V, W=W, certificate=cert, converged=cert.relative_gap <= tol,
-                               info={**res.info, "pruned": dropped})
+                               history=[*res.history, rec], info={**res.info, "pruned": dropped})
 
 
 def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, **options) -> SolverResult:

@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -1140,7 +1141,7 @@ IPM_MU_START = 1e-2
 
 def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 80,
          deadline: float | None = None, beta: float = 0.3, split_steps: bool = True, refine_steps: int = 20,
-         eta_step: float = 0.99,
+         eta_step: float = 0.99, progress: Callable[[dict], None] | None = None, column: int = 0,
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, torch.Tensor | None, torch.Tensor]:
     """Primal-dual interior point (Mehrotra predictor-corrector) for (C) on one column.
 
@@ -1152,7 +1153,8 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
     iterations without a better certificate, or after ``max_iter``. Returns (x, μ, s, relative gap, Λ (n,),
     μ_cert) of the best certified iterate: its certificate is that of ``make_feasible(x)`` with the dual
     candidates Λ and μ_cert (μ improved by ``refine_steps`` projected-gradient steps on the blocks whose
-    dual constraint it violates, once the gap is < 1e-3; see :func:`_relu_dual_bound`).
+    dual constraint it violates, once the gap is < 1e-3; see :func:`_relu_dual_bound`). ``progress`` receives,
+    after each certified iterate, the certificate of the best so far (of this column's program, ``column``).
     """
     X = col.X
     n, d, nb = col.n, col.d, col.nb
@@ -1180,6 +1182,7 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
     s = s + 0.5 * sm / max(float(mu.sum()), 1e-300)
     mu = mu + 0.5 * sm / max(float(s.sum()), 1e-300)
     best = (math.inf, x, mu, s, None, mu)
+    best_cert = (math.inf, -math.inf)  # (primal, dual) of the best certified iterate
     since_best = 0
     Lx = float(torch.linalg.matrix_norm(X, ord=2)) ** 2  # ‖G_b‖₂² = ‖X‖₂²
 
@@ -1251,9 +1254,14 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
         t0 = info.tick("ipm certificate", t0)
         if gap < best[0]:
             best = (gap, x, mu, s, lam, mu_c)
+            best_cert = (float(prim), float(dual))
             since_best = 0
         else:
             since_best += 1
+        if progress is not None:  # the certificate the method would return if it stopped here: its best iterate's
+            progress({"stage": "ipm", "column": column, "ipm_iteration": info.ipm_iterations,
+                      "primal": best_cert[0], "dual": best_cert[1], "gap": best_cert[0] - best_cert[1],
+                      "relative_gap": best[0]})
         # stagnation: late (rounding limits the Newton systems) or for good
         if gap <= gap_tol or (since_best >= 3 and best[0] < 1e-3) or since_best >= 15 or st < 1e-10:
             break
@@ -1663,6 +1671,7 @@ def polish(
     memory_limit: float = 8 * 2**30,
     ipm_max_flops: float = IPM_MAX_FLOPS,
     return_info: bool = False,
+    progress: Callable[[dict], None] | None = None,
 ):
     """Polish an approximate solution of (C) (V, W) or (G) (V = U, W = None) to near machine precision.
 
@@ -1696,6 +1705,10 @@ def polish(
         iterations would cost more flops than this (:func:`ipm_cost`); then a rough point (relative gap
         > ``ipm_threshold``) is not polished at all: the result is None and the info says why.
     return_info : also return a :class:`PolishInfo`.
+    progress : called after each certified interior-point iterate of each output column with the certificate of
+        the best iterate so far (what the method returns if stopped there): a dict with ``stage`` ("ipm"),
+        ``column``, ``ipm_iteration`` (counted over columns), and that column's program's ``primal``, ``dual``,
+        ``gap``, ``relative_gap`` ((C) separates over output columns).
 
     Returns
     -------
@@ -1827,7 +1840,8 @@ def polish(
             if not use_ipm_first:
                 info.method = "active-set, then ipm+active-set"
             xi, mui, _, gi, lami, muc = _ipm(col, info, gap_tol=ipm_gap if gap_target is None else gap_target,
-                                             max_iter=ipm_max_iter, deadline=deadline)
+                                             max_iter=ipm_max_iter, deadline=deadline, progress=progress,
+                                             column=k)
             certified = lami is not None and gap_target is not None and gi <= gap_target
             solver2 = None
             if not certified and not out_of_time():
