@@ -1,7 +1,8 @@
 """The ``convexnn`` command line.
 
     convexnn demo                       convexnn vs Adam on scikit-learn's breast-cancer data
-    convexnn fit DATA -o MODEL          fit a classifier or regressor on a CSV/TSV file (label column named)
+    convexnn fit DATA -o MODEL          fit a classifier or regressor on a CSV/TSV file (label column named);
+                                        --cv K chooses alpha by cross-validation, --plot FILE draws the fit
     convexnn info MODEL                 what a model file holds, and its certificate
     convexnn certify MODEL DATA --eps E robustness certificates of a saved model on a data file
 """
@@ -138,21 +139,70 @@ def _read_table(path: str, target: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from sklearn.pipeline import make_pipeline  # noqa: F401  (users standardise themselves)
+    from convexnn import ConvexReLUClassifier, ConvexReLUClassifierCV, ConvexReLURegressor, ConvexReLURegressorCV
 
-    from convexnn import ConvexReLUClassifier, ConvexReLURegressor
+    if args.cv is not None and args.alpha is not None:
+        raise ValueError("--alpha and --cv exclude each other: --cv K chooses alpha by K-fold cross-validation")
+    if args.cv is not None and args.cv < 2:
+        raise ValueError(f"--cv needs at least 2 folds, got {args.cv}")
+    if args.plot is not None:
+        from convexnn.plotting import require_matplotlib
 
+        if not str(args.plot).lower().endswith((".png", ".pdf", ".svg")):
+            raise ValueError(f"--plot {args.plot!r}: expected a .png, .pdf or .svg file name")
+        require_matplotlib()  # before the fit, not after it
     X, y = _read_table(args.data, args.target)
-    cls = ConvexReLURegressor if args.task == "regression" else ConvexReLUClassifier
-    est = cls(alpha=args.alpha, n_patterns=args.patterns, kind=args.kind, loss=args.loss,
-              max_iter=args.max_iter, max_time=args.max_time, tol=args.tol, random_state=args.seed,
-              n_threads=args.threads)
+    regression = args.task == "regression"
+    params = {"n_patterns": args.patterns, "kind": args.kind, "loss": args.loss, "max_iter": args.max_iter,
+              "max_time": args.max_time, "tol": args.tol, "random_state": args.seed, "n_threads": args.threads}
     t0 = time.perf_counter()
-    est.fit(X, y)
-    print(json.dumps({"seconds": time.perf_counter() - t0, "width": est.network_.width,
-                      "n_iter": est.n_iter_, "score": est.score(X, y), **est.certificate_.as_dict()}, indent=2))
+    cv_report = None
+    if args.cv is not None:
+        cls = ConvexReLURegressorCV if regression else ConvexReLUClassifierCV
+        print(f"choosing alpha by {args.cv}-fold cross-validation over {args.n_alphas} values "
+              f"({args.jobs or 1} process(es))", file=sys.stderr)
+        cv_est = cls(n_alphas=args.n_alphas, cv=args.cv, estimator_params=params, n_jobs=args.jobs).fit(X, y)
+        est = cv_est.best_estimator_
+        scores = cv_est.cv_scores_
+        cv_report = {"folds": int(scores.shape[1]), "alphas": cv_est.alphas_.tolist(),
+                     "mean_score": scores.mean(1).tolist(), "std_score": scores.std(1).tolist()}
+    else:
+        cls = ConvexReLURegressor if regression else ConvexReLUClassifier
+        est = cls(alpha=1e-3 if args.alpha is None else args.alpha, **params)
+        bar = _progress("convexnn", args.max_iter, not args.quiet)
+        last = [0]
+
+        def on_check(rec: dict) -> None:
+            bar.update(max(rec["iteration"] - last[0], 0))
+            last[0] = max(rec["iteration"], last[0])
+            bar.set_postfix_str(f"rel.gap {rec['relative_gap']:.1e}")
+
+        try:
+            est.fit(X, y, callback=on_check)
+        finally:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    report = {"seconds": seconds, "alpha": est.alpha, "width": est.network_.width, "n_iter": est.n_iter_,
+              "solver": est.solver_, "score": est.score(X, y), **est.certificate_.as_dict()}
+    if cv_report is not None:
+        report["cv"] = cv_report
     est.save(args.output)
     print(f"model written to {args.output}", file=sys.stderr)
+    if args.plot is not None:
+        from convexnn.plotting import plot_cv, plot_history, save_figure
+
+        if cv_report is not None:
+            import matplotlib.pyplot as plt
+
+            fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), constrained_layout=True)
+            plot_cv(cv_est, axes[0])
+            plot_history(est.history_, axes[1:])
+        else:
+            fig = plot_history(est.history_)
+        fig.suptitle(f"{args.data}: {type(est).__name__}, alpha = {est.alpha:.3g}", fontsize="medium")
+        save_figure(fig, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -215,7 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--target", default="target", help="label column (default: target)")
     f.add_argument("--task", choices=["classification", "regression"], default="classification")
     f.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
-    f.add_argument("--alpha", type=float, default=1e-3)
+    f.add_argument("--alpha", type=float, default=None, help="regularisation strength (default 1e-3)")
+    f.add_argument("--cv", type=int, default=None, metavar="K",
+                   help="choose alpha by K-fold cross-validation instead (ConvexReLU*CV), then refit on all rows")
+    f.add_argument("--n-alphas", type=int, default=8,
+                   help="with --cv: alphas tried, log-spaced from alpha_max down to 1e-3 alpha_max (default 8)")
+    f.add_argument("--jobs", type=int, default=None, help="with --cv: folds fitted in parallel processes")
     f.add_argument("--kind", default="relu", choices=["relu", "gated"])
     f.add_argument("--loss", default="squared", choices=["squared", "logistic", "hinge"])
     f.add_argument("--patterns", type=int, default=100)
@@ -225,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall-clock limit of the solver in seconds (the best certified point so far is kept)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--threads", type=int, default=None)
+    f.add_argument("--plot", default=None, metavar="FILE",
+                   help="also draw the certificate's history (and with --cv the scores against alpha) to a "
+                        ".png/.pdf/.svg file (needs matplotlib: pip install 'convexnn[plot]')")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_fit)
 
     i = sub.add_parser("info", help="describe a model file")
@@ -261,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -54,3 +54,43 @@ def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip()
     assert np.__version__  # keep numpy import used
+
+
+def test_fit_with_cross_validated_alpha_and_a_plot(tmp_path, table, capsys):
+    """--cv K: the report's alpha is the one of highest mean held-out score, the same as the CV estimator's on
+    the same data; the saved model is that refit; --plot writes a PNG."""
+    import pandas as pd
+
+    from convexnn import ConvexReLUClassifierCV, load
+
+    model, plot = tmp_path / "cv.npz", tmp_path / "cv.png"
+    args = ["fit", str(table), "-o", str(model), "--patterns", "8", "--cv", "3", "--n-alphas", "3",
+            "--threads", "1", "--plot", str(plot), "--quiet"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    cv = out["cv"]
+    assert cv["folds"] == 3 and len(cv["alphas"]) == 3 and np.all(np.diff(cv["alphas"]) < 0)
+    assert out["alpha"] == cv["alphas"][int(np.argmax(cv["mean_score"]))]
+    df = pd.read_csv(table)
+    y = df.pop("target").to_numpy()
+    direct = ConvexReLUClassifierCV(n_alphas=3, cv=3, estimator_params={
+        "n_patterns": 8, "n_threads": 1, "random_state": 0}).fit(df.to_numpy(dtype=float), y)
+    assert out["alpha"] == pytest.approx(direct.alpha_, rel=1e-12)
+    np.testing.assert_allclose(cv["mean_score"], direct.cv_scores_.mean(1), atol=1e-9)
+    assert load(model).alpha == out["alpha"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fit_refuses_bad_options_before_fitting(tmp_path, table, capsys, monkeypatch):
+    model = tmp_path / "m.npz"
+    base = ["fit", str(table), "-o", str(model), "--patterns", "8", "--quiet"]
+    assert main([*base, "--cv", "3", "--alpha", "0.1"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    assert main([*base, "--cv", "1"]) == 2
+    assert "at least 2 folds" in capsys.readouterr().err
+    assert main([*base, "--plot", str(tmp_path / "p.jpeg")]) == 2
+    assert ".png, .pdf or .svg" in capsys.readouterr().err
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # as if it were not installed
+    assert main([*base, "--plot", str(tmp_path / "p.png")]) == 2
+    assert "pip install 'convexnn[plot]'" in capsys.readouterr().err
+    assert not model.exists() and list(tmp_path.iterdir()) == [table]
