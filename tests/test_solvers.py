@@ -578,13 +578,13 @@ def test_residue_blocks_are_pruned_and_the_result_stays_certified(breast_cancer)
     assert float(operators.cone(pb.X, pb.D, res.W).min()) >= -1e-12
 
     primal = res.certificate.primal
-    V, W, value, dropped = prune_blocks(pb, res.V, res.W, primal, 0.0)
-    assert dropped == 0 and V is res.V and value == primal
+    V, W, value, dropped = prune_blocks(pb, res.V, res.W, 0.0)
+    assert dropped == 0 and V is res.V and float(value.sum()) == primal
     zero_block = int(torch.nonzero(operators.group_norms(res.V)[:, 0] == 0)[0, 0])
     noisy = res.V.clone()
     noisy[zero_block] = 1e-11 * torch.randn(pb.d, 1, dtype=noisy.dtype, generator=torch.Generator().manual_seed(0))
-    V, W, value, dropped = prune_blocks(pb, noisy, res.W, float(pb.objective(noisy, res.W).sum()), 1e-8 * primal)
-    assert dropped == 1 and torch.equal(V, res.V) and value == pytest.approx(primal, rel=1e-12)
+    V, W, value, dropped = prune_blocks(pb, noisy, res.W, 1e-8)
+    assert dropped == 1 and torch.equal(V, res.V) and float(value.sum()) == pytest.approx(primal, rel=1e-12)
 
 
 def test_interior_point_progress_records_are_valid_certificates(breast_cancer):
@@ -606,3 +606,49 @@ def test_interior_point_progress_records_are_valid_certificates(breast_cancer):
     assert all(b <= a for a, b in zip(gaps, gaps[1:], strict=False))
     assert [r["iteration"] for r in res.history] == sorted(r["iteration"] for r in res.history)
     assert res.history[-1]["relative_gap"] == pytest.approx(res.certificate.relative_gap, abs=1e-12)
+
+
+def test_zero_output_columns_are_certified_apart_and_pruned_whole():
+    """Wine (standardised, three one-vs-rest outputs, 40 gates) at half the largest gated threshold: CVXPY +
+    Clarabel finds output 1's program optimal at zero (objective L(0) = 1/2) and the others not. solve certifies
+    that column at zero without the interior-point method (info["zero_columns"]), solves the other two, and
+    returns each at CVXPY's optimum, certified, with a history of whole-program records ending at its
+    certificate. prune_blocks, given that column at rounding level instead (as the interior-point method leaves
+    it), zeroes it whole."""
+    import dataclasses
+
+    from sklearn.datasets import load_wine
+    from sklearn.preprocessing import StandardScaler
+
+    from convexnn.ops import certificates, operators
+    from convexnn.solvers.problem import prune_blocks
+
+    X, y = load_wine(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    Y = np.where(y[:, None] == np.arange(3)[None, :], 1.0, -1.0)
+    pb, _ = _problem(X, Y[:, 0], "relu", "squared", 40)
+    pb = dataclasses.replace(pb, Y=torch.as_tensor(Y))
+    pb = dataclasses.replace(pb, alpha=0.5 * _gated_threshold(pb))
+    seen: list[dict] = []
+    res = solve(pb, solver="auto", tol=1e-6, callback=seen.append)
+    assert res.converged and res.info["zero_columns"] == 1
+    col_opt = [cvxpy_solve(dataclasses.replace(pb, Y=pb.Y[:, k:k + 1])).info["optimal_value"] for k in range(3)]
+    assert col_opt[1] == pytest.approx(0.5, rel=1e-7) and max(col_opt[0], col_opt[2]) < 0.4999
+    top = torch.maximum(operators.group_norms(res.V).amax(0), operators.group_norms(res.W).amax(0))
+    assert float(top[1]) == 0.0 and float(top[0]) > 0 and float(top[2]) > 0
+    np.testing.assert_allclose(pb.objective(res.V, res.W).numpy(), col_opt, rtol=1e-6)
+    assert res.certificate.dual <= sum(col_opt) * (1 + 1e-7)
+    assert seen == res.history and {r["column"] for r in res.history if "column" in r} == {0, 2}
+    assert res.history[-1]["primal"] == pytest.approx(res.certificate.primal, rel=1e-12)
+
+    noisy_v, noisy_w = res.V.clone(), res.W.clone()
+    g = torch.Generator().manual_seed(0)
+    noisy_v[:, :, 1] = 1e-10 * torch.rand(noisy_v[:, :, 1].shape, generator=g, dtype=noisy_v.dtype)
+    noisy_w[:, :, 1] = 1e-10 * torch.rand(noisy_w[:, :, 1].shape, generator=g, dtype=noisy_w.dtype)
+    noisy_v[:, :, 1:2] = certificates.make_feasible(pb.X, pb.D, pb.H, noisy_v[:, :, 1:2])
+    noisy_w[:, :, 1:2] = certificates.make_feasible(pb.X, pb.D, pb.H, noisy_w[:, :, 1:2])
+    assert int((operators.group_norms(noisy_v)[:, 1] > 0).sum()) == pb.P  # every block of output 1 is residue
+    V, W, values, dropped = prune_blocks(pb, noisy_v, noisy_w, 1e-8)
+    assert dropped >= 2 * pb.P and float(V[:, :, 1].abs().max()) == 0.0 and float(W[:, :, 1].abs().max()) == 0.0
+    assert float(values[1]) == 0.5
+    np.testing.assert_allclose(values[[0, 2]].numpy(), pb.objective(res.V, res.W)[[0, 2]].numpy(), rtol=1e-8)

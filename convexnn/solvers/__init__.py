@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 
 import torch
@@ -140,18 +141,21 @@ def _info_dict(pinfo) -> dict:
 ZERO_CHECK_ITERATIONS = 200
 
 
-def _certified_zero(problem: ConvexProblem, tol: float, callback=None) -> SolverResult | None:
-    """The zero network, when a dual certificate proves it optimal to ``tol``; else None.
+def _zero_columns(problem: ConvexProblem, tol: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The output columns (their programs: (C) separates over them) that a dual certificate proves optimal at zero
+    to ``tol``:
+    (mask (K,), L_k(0) (K,), the certified dual bound per column (K,), −inf where not certified).
 
     Λ = ∇L(0) and cone multipliers μ fitted by :data:`ZERO_CHECK_ITERATIONS` batched projected-gradient
-    iterations (:func:`~convexnn.solvers.polish.dual_certificate`): at α above (C)'s threshold the bound equals
-    L(0). It saves the interior-point method its slowest case, an optimum at the apex of every norm cone
-    (breast cancer, α at 0.37 of :func:`~convexnn.model_selection.alpha_max`: 54 iterations, 3.9 s, for the
-    zero network). Where a cone point shows zero is not optimal
-    (:func:`~convexnn.ops.certificates.cone_residual_lower_bound`) the check costs three products with X.
+    iterations (:func:`~convexnn.solvers.polish.dual_certificate`): at α above a column's threshold in (C) the
+    bound equals L_k(0). It saves the interior-point method its slowest case, an optimum at the apex of every
+    norm cone (breast cancer, α at 0.37 of :func:`~convexnn.model_selection.alpha_max`: 54 iterations, 3.9 s,
+    for the zero network). Columns where a cone point shows zero is not optimal
+    (:func:`~convexnn.ops.certificates.cone_residual_lower_bound`) cost three products with X and no NNLS.
     """
-    t0 = time.perf_counter()
-    zero = problem.zeros()
+    K = problem.K
+    zero_loss = losses.value(problem.loss, problem.Y.new_zeros(problem.Y.shape), problem.Y)
+    dual = torch.full((K,), -math.inf, dtype=zero_loss.dtype, device=zero_loss.device)
     # first a screen of one product: a cone point u with |Aᵀu| > α‖u‖ shows that no μ can certify zero (the
     # usual case, where the projected-gradient fit would only spend its iterations)
     lam = losses.project_dual(problem.loss, losses.grad(problem.loss, problem.Y.new_zeros(problem.Y.shape),
@@ -159,16 +163,68 @@ def _certified_zero(problem: ConvexProblem, tol: float, callback=None) -> Solver
     A = operators.adjoint(problem.X, problem.D, lam)
     low = torch.maximum(certificates.cone_residual_lower_bound(problem.X, problem.D, problem.H, A),
                         certificates.cone_residual_lower_bound(problem.X, problem.D, problem.H, -A))
-    if float(low.max()) > problem.alpha * (1.0 + 1e-9):
-        return None
-    cert, _ = dual_certificate(problem, zero, zero.clone(), nnls_method="pg", nnls_max_iter=ZERO_CHECK_ITERATIONS)
-    if not cert.relative_gap <= tol:
-        return None
+    maybe = torch.nonzero(low.amax(0) <= problem.alpha * (1.0 + 1e-9))[:, 0]
+    if maybe.numel() == 0:
+        return torch.zeros(K, dtype=torch.bool, device=dual.device), zero_loss, dual
+    sub = dataclasses.replace(problem, Y=problem.Y[:, maybe])
+    zero = sub.zeros()
+    _, dual_cols = dual_certificate(sub, zero, zero.clone(), nnls_method="pg", nnls_max_iter=ZERO_CHECK_ITERATIONS)
+    dual[maybe] = dual_cols.to(dual.dtype)
+    gap = (zero_loss - dual) / zero_loss.abs().clamp(min=torch.finfo(dual.dtype).tiny)
+    return gap <= tol, zero_loss, dual
+
+
+def _certified_zero(problem: ConvexProblem, tol: float, zero_cols: torch.Tensor, zero_loss: torch.Tensor,
+                    zero_dual: torch.Tensor, t0: float, callback=None) -> SolverResult:
+    """The zero network with the certificate of :func:`_zero_columns` (every column certified)."""
+    cert = Certificate(primal=float(zero_loss.sum()), dual=float(zero_dual.sum()))
     rec = {"iteration": 0, "seconds": time.perf_counter() - t0, "stage": "zero check", **cert.as_dict()}
     if callback is not None:
         callback(rec)
-    return SolverResult(V=zero, W=zero.clone(), certificate=cert, n_iter=0, converged=True, solver="zero",
-                        history=[rec])
+    zero = problem.zeros()
+    return SolverResult(V=zero, W=zero.clone(), certificate=cert, n_iter=0, converged=cert.relative_gap <= tol,
+                        solver="zero", history=[rec])
+
+
+def _solve_without_zero_columns(problem: ConvexProblem, zero_cols: torch.Tensor, zero_loss: torch.Tensor,
+                                zero_dual: torch.Tensor, solver: str, tol: float, max_iter: int,
+                                **options) -> SolverResult:
+    """(C) separates over output columns: the columns certified zero (:func:`_zero_columns`) are left at zero and
+    the others solved as one program; the certificate adds both parts' primal values and dual bounds. The
+    history's records of the rest are of the whole program (the zero columns' constant parts added; records of
+    one column get its index in ``problem``)."""
+    K = problem.K
+    rest = torch.nonzero(~zero_cols)[:, 0]
+    sub = dataclasses.replace(problem, Y=problem.Y[:, rest])
+    zp, zd = float(zero_loss[zero_cols].sum()), float(zero_dual[zero_cols].sum())
+
+    def whole(rec: dict) -> dict:
+        rec = dict(rec)
+        if "column" in rec:  # one column's own program
+            rec["column"], rec["columns"] = int(rest[rec["column"]]), K
+        elif "primal" in rec:
+            cert = Certificate(primal=rec["primal"] + zp, dual=rec["dual"] + zd)
+            rec.update(cert.as_dict())
+        return rec
+
+    user_cb = options.get("callback")
+    if user_cb is not None:
+        options["callback"] = lambda rec: user_cb(whole(rec))
+    warm = options.get("warm_start")
+    if warm is not None:
+        options["warm_start"] = dataclasses.replace(
+            warm, V=warm.V[:, :, rest], W=None if warm.W is None else warm.W[:, :, rest])
+    res = _solve(sub, solver, tol, max_iter, zero_check=False, **options)
+    V = problem.zeros()
+    V[:, :, rest] = res.V
+    W = None
+    if res.W is not None:
+        W = problem.zeros()
+        W[:, :, rest] = res.W
+    cert = Certificate(primal=res.certificate.primal + zp, dual=res.certificate.dual + zd)
+    return dataclasses.replace(res, V=V, W=W, certificate=cert, converged=cert.relative_gap <= tol,
+                               history=[whole(r) for r in res.history],
+                               info={**res.info, "zero_columns": int(zero_cols.sum())})
 
 
 def _polish_from_scratch(problem: ConvexProblem, tol: float, callback=None, **limits) -> SolverResult:
@@ -264,11 +320,10 @@ def _pruned(problem: ConvexProblem, res: SolverResult, tol: float, callback=None
     there (the dual still bounds the same optimum), recorded as a last history record (stage "prune"); ``res``
     itself when nothing qualifies."""
     t0 = time.perf_counter()
-    primal = float(problem.objective(res.V, res.W).sum())
-    V, W, value, dropped = prune_blocks(problem, res.V, res.W, primal, PRUNE_SLACK * tol * abs(primal))
+    V, W, values, dropped = prune_blocks(problem, res.V, res.W, PRUNE_SLACK * tol)
     if dropped == 0:
         return res
-    cert = Certificate(primal=value, dual=res.certificate.dual)
+    cert = Certificate(primal=float(values.sum()), dual=res.certificate.dual)
     if res.converged and cert.relative_gap > tol:
         return res
     last = res.history[-1]["seconds"] if res.history else 0.0
@@ -280,8 +335,9 @@ def _pruned(problem: ConvexProblem, res: SolverResult, tol: float, callback=None
                                history=[*res.history, rec], info={**res.info, "pruned": dropped})
 
 
-def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, **options) -> SolverResult:
-    """:func:`solve` before pruning."""
+def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_check: bool = True,
+           **options) -> SolverResult:
+    """:func:`solve` before pruning (``zero_check``: look for output columns certified zero first)."""
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
     distinct = distinct_patterns(problem)
@@ -307,10 +363,16 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, **opt
     def out_of_time() -> bool:
         return deadline is not None and time.perf_counter() >= deadline
 
-    if ipm_direct(problem, mem, scale):
-        zero = _certified_zero(problem, tol, options.get("callback"))
-        if zero is not None:
-            return zero
+    if zero_check and ipm_direct(problem, mem, scale):
+        t0 = time.perf_counter()
+        zero_cols, zero_loss, zero_dual = _zero_columns(problem, tol)
+        if bool(zero_cols.all()):
+            return _certified_zero(problem, tol, zero_cols, zero_loss, zero_dual, t0, options.get("callback"))
+        if bool(zero_cols.any()):
+            if max_time is not None:
+                options["max_time"] = max(deadline - time.perf_counter(), 0.0)
+            return _solve_without_zero_columns(problem, zero_cols, zero_loss, zero_dual, solver, tol, max_iter,
+                                               **options)
     notes: list[str] = []
     # the hinge loss's polishing (a barrier method from the gates) does not use the point it is given: once it
     # has run, running it again only repeats it (20 s on a 600-row table)

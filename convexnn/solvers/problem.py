@@ -176,42 +176,55 @@ def spread_pattern_blocks(keep: torch.Tensor, V: torch.Tensor, P: int) -> torch.
 PRUNE_LEVELS = tuple(10.0**-e for e in range(2, 13))
 
 
-def prune_blocks(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | None, primal: float,
-                 max_increase: float) -> tuple[torch.Tensor, torch.Tensor | None, float, int]:
+def prune_blocks(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | None,
+                 rel_slack: float) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, int]:
     """Zero the blocks that are residue rather than neurons: interior-point iterates never reach the zero blocks
-    of the optimum exactly (breast cancer: 7 blocks of 200 carry the network, 193 sit at 1e-8 of the largest).
+    of the optimum exactly (breast cancer: 7 blocks of 200 carry the network, 193 sit at 1e-8 of the largest;
+    wine at 0.6 × alpha_max: a whole output column at 1e-9, its optimum being zero).
 
-    Tries the zero network, then each level t of :data:`PRUNE_LEVELS`, largest first: every block whose norm is
-    ≤ t × the largest block norm of its output column is set to zero, and the first level whose objective is at
-    most ``primal`` + ``max_increase`` is kept. A zero block lies in every cone of (C), so the result is as
-    feasible as the input, and any dual bound of the program still bounds it. Returns (V, W, its objective
-    (summed over columns), the number of blocks zeroed); the input itself, ``primal`` and 0 when no level
-    qualifies or nothing is small.
+    Per output column k (the objective separates over columns), tries the zero column, then each level t of
+    :data:`PRUNE_LEVELS`, largest first: every block of the column whose norm is ≤ t × the column's largest is
+    set to zero, and the first candidate whose objective is at most f_k (1 + ``rel_slack``) is kept, f_k the
+    column's objective at (V, W). A zero block lies in every cone of (C), so the result is as feasible as the
+    input, and any dual bound of the program still bounds it. Returns (V, W, the objective per column (K,), the
+    number of blocks zeroed); the input itself where nothing qualifies.
 
-    Cost: one forward pass (F U, (n, K)) per level tried.
+    Cost: one forward pass (F U, (n, K)) per candidate level, all columns at once.
     """
     nv = operators.group_norms(V)  # (P, K)
     nw = None if W is None else operators.group_norms(W)
     top = nv.amax(0) if nw is None else torch.maximum(nv.amax(0), nw.amax(0))  # (K,)
-    if not bool((top > 0).any()):
-        return V, W, primal, 0
-    nonzero = int((nv > 0).sum()) + (0 if nw is None else int((nw > 0).sum()))
-    # the zero network first: near the smallest α with a non-zero optimum all blocks are residue alike
-    zero = float(losses.value(problem.loss, problem.Y.new_zeros(problem.Y.shape), problem.Y).sum())
-    if zero <= primal + max_increase:
-        return torch.zeros_like(V), None if W is None else torch.zeros_like(W), zero, nonzero
+    values = problem.objective(V, W)
+    limit = values + rel_slack * values.abs()
+    nonzero = (nv > 0).sum(0) + (0 if nw is None else (nw > 0).sum(0))  # (K,)
+    # the zero column first: near its smallest α with a non-zero optimum all its blocks are residue alike
+    zero = losses.value(problem.loss, problem.Y.new_zeros(problem.Y.shape), problem.Y)
+    done = (top == 0) | (zero <= limit)
+    keep_v = torch.where(done[None, :], torch.zeros_like(nv, dtype=torch.bool), nv > 0)
+    keep_w = None if nw is None else torch.where(done[None, :], torch.zeros_like(nw, dtype=torch.bool), nw > 0)
+    values = torch.where(done & (top > 0), zero, values)
     for t in PRUNE_LEVELS:
-        keep_v = nv > t * top
-        keep_w = None if nw is None else nw > t * top
-        kept = int(keep_v.sum()) + (0 if keep_w is None else int(keep_w.sum()))
-        if kept == nonzero:  # nothing at or below this level (nor at any lower one)
+        if bool(done.all()):
             break
-        Vp = V * keep_v[:, None, :]
-        Wp = None if W is None else W * keep_w[:, None, :]
-        value = float(problem.objective(Vp, Wp).sum())
-        if value <= primal + max_increase:
-            return Vp, Wp, value, nonzero - kept
-    return V, W, primal, 0
+        cand_v = nv > t * top
+        cand_w = None if nw is None else nw > t * top
+        kept = cand_v.sum(0) + (0 if cand_w is None else cand_w.sum(0))
+        trial = ~done & (kept < nonzero)  # columns with something at or below this level
+        if not bool(trial.any()):
+            continue
+        vals = problem.objective(V * cand_v[:, None, :], None if W is None else W * cand_w[:, None, :])
+        take = trial & (vals <= limit)
+        keep_v = torch.where(take[None, :], cand_v, keep_v)
+        if keep_w is not None:
+            keep_w = torch.where(take[None, :], cand_w, keep_w)
+        values = torch.where(take, vals, values)
+        done = done | take
+    dropped = int(nonzero.sum()) - int(keep_v.sum()) - (0 if keep_w is None else int(keep_w.sum()))
+    if dropped == 0:
+        return V, W, problem.objective(V, W), 0
+    Vp = V * keep_v[:, None, :]
+    Wp = None if W is None else W * keep_w[:, None, :]
+    return Vp, Wp, problem.objective(Vp, Wp), dropped
 
 
 @dataclass
