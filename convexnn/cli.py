@@ -18,8 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def _progress(desc: str, total: int, enabled: bool):
-    """A tqdm bar on stderr (a no-op object when disabled or tqdm is missing)."""
+def _progress(desc: str, total: int | None, enabled: bool):
+    """A tqdm bar on stderr (a no-op object when disabled or tqdm is missing); ``total`` None: a counter (the
+    iterations a solver will take are not known in advance: max_iter is only a limit)."""
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover
@@ -169,7 +170,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     else:
         cls = ConvexReLURegressor if regression else ConvexReLUClassifier
         est = cls(alpha=1e-3 if args.alpha is None else args.alpha, **params)
-        bar = _progress("convexnn", args.max_iter, not args.quiet)
+        bar = _progress("convexnn", None, not args.quiet)
         last = [0]
 
         def on_check(rec: dict) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import copy
 import numbers
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
@@ -94,10 +96,15 @@ def regularization_path(X: Any, y: Any, alphas: Any = None, *, estimator: _Conve
 
 
 def _fold_scores(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, alphas: np.ndarray,
-                 estimator: _ConvexReLUBase) -> np.ndarray:
-    """The held-out scores (len(alphas),) of one fold's warm-started path (run in a worker when n_jobs > 1)."""
-    path = regularization_path(X[train], y[train], alphas, estimator=estimator, keep_estimators=True)
-    return np.array([e.score(X[test], y[test]) for e in path.estimators])
+                 estimator: _ConvexReLUBase) -> tuple[np.ndarray, list[str]]:
+    """The held-out scores (len(alphas),) of one fold's warm-started path (run in a worker when n_jobs > 1), and
+    the messages of the ConvergenceWarnings its fits raised (a worker's warnings do not reach the caller: they
+    are handed back to be raised there)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        path = regularization_path(X[train], y[train], alphas, estimator=estimator, keep_estimators=True)
+    scores = np.array([e.score(X[test], y[test]) for e in path.estimators])
+    return scores, [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
 
 
 class _ConvexReLUCV(BaseEstimator):
@@ -143,9 +150,12 @@ class _ConvexReLUCV(BaseEstimator):
             # the folds share the cores: each its own share of them, not every core each (oversubscribed BLAS
             # threads slow small products down by orders of magnitude)
             fold_base = clone(base).set_params(n_threads=max(1, available_cores() // jobs))
-        columns = Parallel(n_jobs=jobs)(delayed(_fold_scores)(X, y, tr, te, alphas, fold_base) for tr, te in splits)
+        folds = Parallel(n_jobs=jobs)(delayed(_fold_scores)(X, y, tr, te, alphas, fold_base) for tr, te in splits)
+        for j, (_, messages) in enumerate(folds):  # the same in-process and from workers
+            for message in dict.fromkeys(messages):
+                warnings.warn(f"cross-validation fold {j}: {message}", ConvergenceWarning, stacklevel=2)
         self.alphas_ = alphas
-        self.cv_scores_ = np.stack(columns, axis=1)
+        self.cv_scores_ = np.stack([scores for scores, _ in folds], axis=1)
         scores = self.cv_scores_
         best = int(np.argmax(scores.mean(1)))
         self.alpha_ = float(alphas[best])

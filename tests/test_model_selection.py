@@ -70,3 +70,18 @@ def test_cv_estimators_pass_sklearn_estimator_checks(cls):
 
     params = {"n_patterns": 8, "random_state": 0, "max_iter": 200, "n_threads": 1}
     check_estimator(cls(n_alphas=2, cv=2, estimator_params=params))
+
+
+@pytest.mark.parametrize("n_jobs", [None, 2])
+def test_cv_raises_the_folds_convergence_warnings_in_the_caller(small_diabetes, n_jobs):
+    """A fold's ConvergenceWarning reaches the caller, from a worker process too (ADMM stopped at 5 iterations
+    cannot certify these fits)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = small_diabetes
+    params = {**PARAMS, "solver": "admm", "max_iter": 5, "n_threads": 1}
+    with pytest.warns(ConvergenceWarning) as caught:
+        ConvexReLURegressorCV(n_alphas=2, eps=1e-2, cv=2, estimator_params=params, n_jobs=n_jobs).fit(X, y)
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith("cross-validation fold 0: convexnn did not reach") for m in messages)
+    assert any(m.startswith("cross-validation fold 1: ") for m in messages)
