@@ -4,7 +4,8 @@
     convexnn fit DATA -o MODEL          fit a classifier or regressor on a CSV/TSV file (label column named);
                                         --cv K chooses alpha by cross-validation, --plot FILE draws the fit
     convexnn info MODEL                 what a model file holds, and its certificate
-    convexnn certify MODEL DATA --eps E robustness certificates of a saved model on a data file
+    convexnn certify MODEL DATA --eps E robustness certificates of a saved model on a data file (several
+                                        radii and --plot FILE: robust accuracy against eps)
 """
 
 from __future__ import annotations
@@ -139,6 +140,17 @@ def _read_table(path: str, target: str) -> tuple[np.ndarray, np.ndarray]:
     return df.to_numpy(dtype=np.float64), y
 
 
+def _check_plot_option(plot: str | None) -> None:
+    """Refuse a --plot file that could not be written, before any work (not after a long fit)."""
+    if plot is None:
+        return
+    from convexnn.plotting import require_matplotlib
+
+    if not str(plot).lower().endswith((".png", ".pdf", ".svg")):
+        raise ValueError(f"--plot {plot!r}: expected a .png, .pdf or .svg file name")
+    require_matplotlib()
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from convexnn import ConvexReLUClassifier, ConvexReLUClassifierCV, ConvexReLURegressor, ConvexReLURegressorCV
 
@@ -146,12 +158,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise ValueError("--alpha and --cv exclude each other: --cv K chooses alpha by K-fold cross-validation")
     if args.cv is not None and args.cv < 2:
         raise ValueError(f"--cv needs at least 2 folds, got {args.cv}")
-    if args.plot is not None:
-        from convexnn.plotting import require_matplotlib
-
-        if not str(args.plot).lower().endswith((".png", ".pdf", ".svg")):
-            raise ValueError(f"--plot {args.plot!r}: expected a .png, .pdf or .svg file name")
-        require_matplotlib()  # before the fit, not after it
+    _check_plot_option(args.plot)
     X, y = _read_table(args.data, args.target)
     regression = args.task == "regression"
     params = {"n_patterns": args.patterns, "kind": args.kind, "loss": args.loss, "max_iter": args.max_iter,
@@ -228,6 +235,9 @@ def cmd_certify(args: argparse.Namespace) -> int:
         from convexnn.robustness import certify_report
     except ImportError as exc:  # pragma: no cover - the robustness module ships with the package
         raise SystemExit(f"error: robustness tools unavailable ({exc})") from None
+    if any(not np.isfinite(e) or e < 0 for e in args.eps):
+        raise ValueError(f"--eps: radii must be finite and ≥ 0, got {args.eps}")
+    _check_plot_option(args.plot)
     est = load(args.model)
     X, y = _read_table(args.data, args.target)
     if hasattr(est, "classes_"):
@@ -236,8 +246,23 @@ def cmd_certify(args: argparse.Namespace) -> int:
             raise SystemExit("error: the data has labels the model was not trained on")
         y = 2.0 * idx - 1.0 if len(est.classes_) == 2 else idx
     box = None if args.box is None else tuple(args.box)
-    report = certify_report(est, X, y, eps=args.eps, norm=args.norm, method=args.method, box=box)
-    print(json.dumps(report, indent=2, default=float))
+    reports = []
+    bar = _progress("certify", len(args.eps), len(args.eps) > 1 and not args.quiet)
+    try:
+        for eps in args.eps:
+            reports.append(certify_report(est, X, y, eps=eps, norm=args.norm, method=args.method, box=box))
+            bar.update()
+    finally:
+        bar.close()
+    if args.plot is not None:
+        from convexnn.plotting import plot_robustness, save_figure
+
+        fig = plot_robustness(reports)
+        save_figure(fig, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    # one radius: its report; several: the curve, one report per radius
+    out = reports[0] if len(reports) == 1 else {"eps": list(args.eps), "reports": reports}
+    print(json.dumps(out, indent=2, default=float))
     return 0
 
 
@@ -295,10 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model")
     c.add_argument("data")
     c.add_argument("--target", default="target")
-    c.add_argument("--eps", type=float, required=True)
+    c.add_argument("--eps", type=float, nargs="+", required=True,
+                   help="radius of the perturbation ball; several: one report per radius (a curve)")
     c.add_argument("--norm", default="inf", choices=["inf", "2"])
     c.add_argument("--method", default="crown", choices=["ibp", "crown", "lp", "exact"])
     c.add_argument("--box", type=float, nargs=2, default=None, metavar=("LO", "HI"))
+    c.add_argument("--plot", default=None, metavar="FILE",
+                   help="draw the certified and attacked fractions against eps to a .png/.pdf/.svg file")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_certify)
     return p
 

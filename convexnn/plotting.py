@@ -3,6 +3,7 @@ convexnn[plot]``).
 
     plot_history(est.history_)          primal and dual bound against time, and the relative gap (log scale)
     plot_cv(cv_est)                     held-out score against alpha (mean ± std over folds), alpha_ marked
+    plot_robustness(reports)            certified and attacked fractions against the radius eps
     save_figure(fig, path)              write a figure without ever leaving a half-written file
 """
 
@@ -114,6 +115,37 @@ def plot_cv(cv_estimator: Any, ax: Any = None):
     ax.axvline(cv_estimator.alpha_, color="k", ls="--", lw=1, label=f"alpha_ = {cv_estimator.alpha_:.3g}")
     ax.set_xlabel("alpha")
     ax.set_ylabel("held-out score")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def plot_robustness(reports: Sequence[dict], ax: Any = None):
+    """Robust accuracy against the radius, from :func:`~convexnn.robustness.certify_report` reports (one per eps,
+    the same points): the certified fraction (a proven lower bound on the robust accuracy), 1 − the attacked
+    fraction (an upper bound: an attack or a misclassified point refutes robustness), and between them, shaded,
+    the undecided points. Returns the figure."""
+    if not reports:
+        raise ValueError("no certification reports: nothing to plot")
+    eps = np.array([float(r["settings"]["eps"]) for r in reports])
+    order = np.argsort(eps)
+    eps = eps[order]
+    cert = np.array([float(reports[i]["fractions"]["certified"]) for i in order])
+    upper = np.array([1.0 - float(reports[i]["fractions"]["attacked"]) for i in order])
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    else:
+        fig = ax.figure
+    ax.plot(eps, upper, "v-", ms=4, label="1 − attacked (upper bound)")
+    ax.plot(eps, cert, "^-", ms=4, label="certified (lower bound)")
+    ax.fill_between(eps, cert, upper, alpha=0.2, label="undecided")
+    first = reports[int(order[0])]
+    ax.set_title(f"{first['settings']['method']}, ‖·‖_{first['settings']['norm']}, n = {first['n']}",
+                 fontsize="medium")
+    ax.set_xlabel("eps (radius of the perturbation ball)")
+    ax.set_ylabel("robust accuracy")
+    ax.set_ylim(-0.02, 1.02)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return fig

@@ -94,3 +94,31 @@ def test_fit_refuses_bad_options_before_fitting(tmp_path, table, capsys, monkeyp
     assert main([*base, "--plot", str(tmp_path / "p.png")]) == 2
     assert "pip install 'convexnn[plot]'" in capsys.readouterr().err
     assert not model.exists() and list(tmp_path.iterdir()) == [table]
+
+
+def test_certify_several_radii_with_a_plot(tmp_path, table, capsys):
+    """--eps with several radii: one report per radius, each the same as certify_report's for that radius;
+    with the exact method a larger ball never certifies more points nor refutes fewer; --plot draws the curve."""
+    import pandas as pd
+
+    from convexnn import load
+    from convexnn.robustness import certify_report
+
+    model, plot = tmp_path / "m.npz", tmp_path / "robust.png"
+    assert main(["fit", str(table), "-o", str(model), "--patterns", "8", "--quiet", "--threads", "1"]) == 0
+    capsys.readouterr()
+    radii = ["0.01", "0.05", "0.2"]
+    assert main(["certify", str(model), str(table), "--eps", *radii, "--method", "exact", "--plot", str(plot),
+                 "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["eps"] == [float(e) for e in radii] and len(out["reports"]) == 3
+    cert = [r["fractions"]["certified"] for r in out["reports"]]
+    attacked = [r["fractions"]["attacked"] for r in out["reports"]]
+    assert cert == sorted(cert, reverse=True) and attacked == sorted(attacked) and cert[0] > cert[-1]
+    df = pd.read_csv(table)
+    y = 2.0 * df.pop("target").to_numpy() - 1.0
+    direct = certify_report(load(model), df.to_numpy(dtype=float), y, eps=0.05, method="exact")
+    assert direct["counts"] == out["reports"][1]["counts"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["certify", str(model), str(table), "--eps", "-0.1"]) == 2
+    assert "finite and ≥ 0" in capsys.readouterr().err

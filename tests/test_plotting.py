@@ -59,3 +59,19 @@ def test_cv_plot_and_atomic_save(tmp_path, diabetes):
     assert [p.name for p in tmp_path.iterdir()] == ["cv.png"]  # no temporary file left behind
     with pytest.raises(ValueError, match="suffix"):
         save_figure(fig, tmp_path / "cv.jpeg")
+
+
+def test_robustness_plot_draws_the_bounds_on_robust_accuracy(breast_cancer):
+    from convexnn.plotting import plot_robustness
+    from convexnn.robustness import certify_report
+
+    X, y = breast_cancer[0][:100], breast_cancer[1][:100]
+    est = ConvexReLUClassifier(n_patterns=8, n_threads=1, random_state=0).fit(X, y)
+    reports = [certify_report(est, X, y, eps=e, method="crown") for e in (0.3, 0.05)]  # given out of order
+    fig = plot_robustness(reports)
+    (ax,) = fig.axes
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), [0.05, 0.3])
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [1 - r["fractions"]["attacked"] for r in reports[::-1]])
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), [r["fractions"]["certified"] for r in reports[::-1]])
+    with pytest.raises(ValueError, match="no certification reports"):
+        plot_robustness([])
