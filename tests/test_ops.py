@@ -164,3 +164,25 @@ def test_make_feasible_satisfies_the_cone_exactly():
     assert float(operators.cone(t(X), t(D), Vf).min()) >= -1e-12
     # a feasible input is left unchanged
     np.testing.assert_allclose(certificates.make_feasible(t(X), t(D), t(H), Vf), Vf, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cone_residual_lower_bound_is_below_the_exact_nnls_residual(seed):
+    """min_{μ ≥ 0} ‖a + G_iᵀ μ‖₂ (G_i = (2D_i − I) X, the cone's rows), the distance from a to the cone −G_iᵀμ
+    whose polar is {u : G_i u ≥ 0}, by SciPy's NNLS block by block: the cheap bound never exceeds it, and is
+    positive where a = h_i (the gate, inside the cone: a distance ≥ aᵀh_i/‖h_i‖ = ‖h_i‖)."""
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(seed)
+    X = patterns.add_intercept(rng.normal(size=(30, 3)))
+    D, H = patterns.patterns_from_gates(X, patterns.sample_gates(4, 12, seed))
+    A = rng.normal(size=(D.shape[1], 4, 2))
+    A[:, :, 1] = H.T
+    low = certificates.cone_residual_lower_bound(t(X), t(D), t(H), t(A)).numpy()
+    assert low.shape == (D.shape[1], 2)
+    for i in range(D.shape[1]):
+        G = (2.0 * D[:, i] - 1.0)[:, None] * X  # (n, d)
+        for k in range(2):
+            _, exact = nnls(G.T, -A[i, :, k], maxiter=10_000)  # min ‖−a − Gᵀμ‖ = min ‖a + Gᵀμ‖
+            assert low[i, k] <= exact * (1 + 1e-9) + 1e-12
+    np.testing.assert_array_less(np.linalg.norm(H, axis=0) * (1 - 1e-12), low[:, 1])

@@ -82,10 +82,12 @@ def make_feasible(X: torch.Tensor, D: torch.Tensor, H: torch.Tensor, V: torch.Te
 
 
 def cone_residual_lower_bound(X: torch.Tensor, D: torch.Tensor, H: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
-    """A lower bound on min_{μ ≥ 0} ‖A_ik − G_iᵀ μ‖₂ per block (P, K), for A (P, d, K), without solving it.
+    """A lower bound on min_{μ ≥ 0} ‖A_ik + G_iᵀ μ‖₂ per block (P, K), for A (P, d, K), without solving it
+    (G_i = (2D_i − I) X; with −A it bounds min ‖A_ik − G_iᵀ μ‖₂, the other sign of the dual constraint).
 
-    By duality that minimum equals max A_ikᵀu over unit vectors u of the cone G_i u ≥ 0, so every point u of
-    the cone gives A_ikᵀu / ‖u‖ below it. Two points per block, one product with X each: the gate h_i and A_ik
+    That minimum is the distance from A_ik to the cone {−G_iᵀμ : μ ≥ 0}, whose polar is the cone G_i u ≥ 0: it
+    equals max A_ikᵀu over unit vectors u with G_i u ≥ 0, so every point u of that cone gives A_ikᵀu / ‖u‖
+    below it. Two points per block, one product with X each: the gate h_i and A_ik
     made feasible along it (:func:`make_feasible`). When the bound exceeds α the block's dual constraint
     cannot be met at this Λ, whatever μ: the NNLS need not be run to know it.
     """
