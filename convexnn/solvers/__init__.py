@@ -137,7 +137,7 @@ def _info_dict(pinfo) -> dict:
             "timings": dict(pinfo.timings)}
 
 
-# projected-gradient iterations of the zero network's cone multipliers (:func:`_certified_zero`)
+# projected-gradient iterations of the zero network's cone multipliers (:func:`_zero_columns`)
 ZERO_CHECK_ITERATIONS = 200
 
 
@@ -174,8 +174,8 @@ def _zero_columns(problem: ConvexProblem, tol: float) -> tuple[torch.Tensor, tor
     return gap <= tol, zero_loss, dual
 
 
-def _certified_zero(problem: ConvexProblem, tol: float, zero_cols: torch.Tensor, zero_loss: torch.Tensor,
-                    zero_dual: torch.Tensor, t0: float, callback=None) -> SolverResult:
+def _certified_zero(problem: ConvexProblem, tol: float, zero_loss: torch.Tensor, zero_dual: torch.Tensor,
+                    t0: float, callback=None) -> SolverResult:
     """The zero network with the certificate of :func:`_zero_columns` (every column certified)."""
     cert = Certificate(primal=float(zero_loss.sum()), dual=float(zero_dual.sum()))
     rec = {"iteration": 0, "seconds": time.perf_counter() - t0, "stage": "zero check", **cert.as_dict()}
@@ -367,7 +367,7 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
         t0 = time.perf_counter()
         zero_cols, zero_loss, zero_dual = _zero_columns(problem, tol)
         if bool(zero_cols.all()):
-            return _certified_zero(problem, tol, zero_cols, zero_loss, zero_dual, t0, options.get("callback"))
+            return _certified_zero(problem, tol, zero_loss, zero_dual, t0, options.get("callback"))
         if bool(zero_cols.any()):
             if max_time is not None:
                 options["max_time"] = max(deadline - time.perf_counter(), 0.0)
