@@ -151,6 +151,13 @@ def _check_plot_option(plot: str | None) -> None:
     require_matplotlib()
 
 
+def _close(fig) -> None:
+    """Release a figure pyplot keeps a reference to (main() may be called many times in one process)."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from convexnn import ConvexReLUClassifier, ConvexReLUClassifierCV, ConvexReLURegressor, ConvexReLURegressorCV
 
@@ -209,6 +216,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             fig = plot_history(est.history_)
         fig.suptitle(f"{args.data}: {type(est).__name__}, alpha = {est.alpha:.3g}", fontsize="medium")
         save_figure(fig, args.plot)
+        _close(fig)
         print(f"plot written to {args.plot}", file=sys.stderr)
     print(json.dumps(report, indent=2))
     return 0
@@ -259,6 +267,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
         fig = plot_robustness(reports)
         save_figure(fig, args.plot)
+        _close(fig)
         print(f"plot written to {args.plot}", file=sys.stderr)
     # one radius: its report; several: the curve, one report per radius
     out = reports[0] if len(reports) == 1 else {"eps": list(args.eps), "reports": reports}
