@@ -440,7 +440,8 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
     device, dtype : where and in which precision the solver runs ("cpu", "cuda"; "float32", "float64").
     n_threads : torch threads during fit (None: torch's default capped at the cores available).
     warm_start : when refitting a fitted estimator on the same data (e.g. with another alpha), keep its
-        gates and start the solver from the previous solution.
+        gates and start the first-order solver from the previous solution (programs the interior-point method
+        takes directly start from its own point).
     adversarial_eps, adversarial_norm : convex adversarial training (kind="relu"): the robust program of
         MATH.md §9 over balls of radius eps ("inf" or 2) around the training points, solved by
         :func:`convexnn.solvers.robust.robust_solve`. With sampled or given gates every neuron keeps its

@@ -377,7 +377,9 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
     # the hinge loss's polishing (a barrier method from the gates) does not use the point it is given: once it
     # has run, running it again only repeats it (20 s on a 600-row table)
     polish_once = problem.loss == "hinge"
-    if options.get("warm_start") is None and ipm_direct(problem, mem, scale):
+    # the interior-point method starts from its own point: a warm start would only cost the first-order budget
+    # before it (breast cancer, alpha 0.0516 -> 0.0193: median 1.66 s warm against 1.59 s cold, the same result)
+    if ipm_direct(problem, mem, scale):
         res = _polish_from_scratch(problem, tol, options.get("callback"), **memory, **left())
         if res.converged or max_iter <= 0 or out_of_time():
             return res
