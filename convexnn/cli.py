@@ -36,6 +36,18 @@ def _progress(desc: str, total: int | None, enabled: bool):
     return tqdm(total=total, desc=desc, unit="it", file=sys.stderr, leave=False, disable=None)
 
 
+def _solver_progress(bar):
+    """A solver callback that advances ``bar`` to each record's iteration and shows its relative gap."""
+    last = [0]
+
+    def on_check(rec: dict) -> None:
+        bar.update(max(rec["iteration"] - last[0], 0))
+        last[0] = max(rec["iteration"], last[0])
+        bar.set_postfix_str(f"rel.gap {rec['relative_gap']:.1e}")
+
+    return on_check
+
+
 def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     """A plain-text table; ``columns`` are (key, header)."""
     cells = [[h for _, h in columns]] + [[str(r.get(k, "")) for k, _ in columns] for r in rows]
@@ -64,13 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"threads={args.threads}", file=sys.stderr)
 
     bar = _progress("convexnn", args.max_iter, not args.quiet)
-    last = [0]
-
-    def on_check(rec: dict) -> None:
-        bar.update(rec["iteration"] - last[0])
-        last[0] = rec["iteration"]
-        bar.set_postfix_str(f"rel.gap {rec['relative_gap']:.1e}")
-
+    on_check = _solver_progress(bar)
     est = ConvexReLUClassifier(alpha=args.alpha, n_patterns=args.patterns, loss=args.loss,
                                max_iter=args.max_iter, tol=args.tol, random_state=0, n_threads=args.threads)
     t0 = time.perf_counter()
@@ -185,15 +191,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         cls = ConvexReLURegressor if regression else ConvexReLUClassifier
         est = cls(alpha=1e-3 if args.alpha is None else args.alpha, **params)
         bar = _progress("convexnn", None, not args.quiet)
-        last = [0]
-
-        def on_check(rec: dict) -> None:
-            bar.update(max(rec["iteration"] - last[0], 0))
-            last[0] = max(rec["iteration"], last[0])
-            bar.set_postfix_str(f"rel.gap {rec['relative_gap']:.1e}")
-
         try:
-            est.fit(X, y, callback=on_check)
+            est.fit(X, y, callback=_solver_progress(bar))
         finally:
             bar.close()
     seconds = time.perf_counter() - t0

@@ -195,14 +195,13 @@ def prune_blocks(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | None
     nw = None if W is None else operators.group_norms(W)
     top = nv.amax(0) if nw is None else torch.maximum(nv.amax(0), nw.amax(0))  # (K,)
     values = problem.objective(V, W)
-    limit = values + rel_slack * values.abs()
+    limit = values + rel_slack * values.abs()  # per column
     nonzero = (nv > 0).sum(0) + (0 if nw is None else (nw > 0).sum(0))  # (K,)
     # the zero column first: near its smallest α with a non-zero optimum all its blocks are residue alike
     zero = losses.value(problem.loss, problem.Y.new_zeros(problem.Y.shape), problem.Y)
     done = (top == 0) | (zero <= limit)
     keep_v = torch.where(done[None, :], torch.zeros_like(nv, dtype=torch.bool), nv > 0)
     keep_w = None if nw is None else torch.where(done[None, :], torch.zeros_like(nw, dtype=torch.bool), nw > 0)
-    values = torch.where(done & (top > 0), zero, values)
     for t in PRUNE_LEVELS:
         if bool(done.all()):
             break
@@ -217,11 +216,10 @@ def prune_blocks(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | None
         keep_v = torch.where(take[None, :], cand_v, keep_v)
         if keep_w is not None:
             keep_w = torch.where(take[None, :], cand_w, keep_w)
-        values = torch.where(take, vals, values)
         done = done | take
     dropped = int(nonzero.sum()) - int(keep_v.sum()) - (0 if keep_w is None else int(keep_w.sum()))
     if dropped == 0:
-        return V, W, problem.objective(V, W), 0
+        return V, W, values, 0
     Vp = V * keep_v[:, None, :]
     Wp = None if W is None else W * keep_w[:, None, :]
     return Vp, Wp, problem.objective(Vp, Wp), dropped
