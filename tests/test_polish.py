@@ -450,6 +450,39 @@ def test_active_set_stopping_short_keeps_the_interior_point_result(diabetes, mon
     _check(pb, V, W, cert, DIABETES_RELU_SQUARED_OPT, rel=1e-4)
 
 
+def test_active_set_starts_from_the_lowest_interior_point_iterate_then_the_best_certified(diabetes, monkeypatch):
+    """After an interior-point method that stalls above its target, the active-set phase starts from the
+    certified iterate of lowest objective (here a later one than the best certified iterate: the bound stalls
+    while the primal still improves); when that attempt fails, it starts again from the best certified one, and
+    the result is still certified at the optimum."""
+    import importlib
+
+    polish_mod = importlib.import_module("convexnn.solvers.polish")
+    pb = _problem(diabetes, "relu", "squared")
+    col = polish_mod._Column(pb, 0)
+    xi, _, _, gi, _, _, xl, _ = polish_mod._ipm(col, polish_mod.PolishInfo(), gap_tol=1e-14)
+    assert xl is not xi, "the premise: the lowest-objective iterate is not the best certified one here"
+    assert col.repaired(xl)[3] < col.repaired(xi)[3]
+
+    starts, real_guess, real_run = [], polish_mod._initial_working_sets, polish_mod._ActiveSet.run
+
+    def guess(col, x, *args, **kwargs):
+        starts.append(x.clone())
+        return real_guess(col, x, *args, **kwargs)
+
+    def run(self, *args, **kwargs):  # the first attempt fails (as a Newton stall on a degenerate vertex does)
+        return False if len(starts) == 1 else real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(polish_mod, "_initial_working_sets", guess)
+    monkeypatch.setattr(polish_mod._ActiveSet, "run", run)
+    z = pb.zeros()
+    V, W, cert, info = polish(pb, z, z.clone(), method="ipm", gap_target=1e-14, return_info=True)
+    assert len(starts) == 2
+    assert torch.equal(starts[0], xl) and torch.equal(starts[1], xi)
+    assert info.method == "ipm+active-set" and info.converged
+    _check(pb, V, W, cert, DIABETES_RELU_SQUARED_OPT)
+
+
 def test_active_set_newton_on_a_singular_reduced_hessian(breast_cancer):
     """Every pattern twice: moving weight between two identical blocks leaves φ unchanged, so the reduced
     Hessian is singular. The active-set phase must not report convergence from a stall far from stationarity
