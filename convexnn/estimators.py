@@ -206,7 +206,7 @@ class _ConvexReLUBase(BaseEstimator):
                 of = f"  (output {rec['column']})" if rec.get("columns", 1) > 1 else ""
                 print(f"[convexnn] iter {rec['iteration']:6d}  primal {rec['primal']:.8g}  "
                       f"dual {rec['dual']:.8g}  rel.gap {rec['relative_gap']:.2e}{of}")
-        with num_threads(self.n_threads):
+        with num_threads(self.n_threads, work=problem.n * problem.d * problem.P):
             if self.adversarial_eps > 0:
                 if self.kind != "relu":
                     raise ValueError("adversarial training (adversarial_eps > 0) needs kind='relu'")
@@ -438,7 +438,9 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
     gate_vectors : user gates, shape (d + 1, P) or (d, P) (the latter: gates through the origin).
     random_state : seed of the sampled gates (None means seed 0: fits are reproducible).
     device, dtype : where and in which precision the solver runs ("cpu", "cuda"; "float32", "float64").
-    n_threads : torch threads during fit (None: torch's default capped at the cores available).
+    n_threads : threads of torch and of SciPy's BLAS during fit (None: one for small programs, n·d·P below
+        ``convexnn._config.SMALL_WORK`` = 5e6, where more threads only slow the small tensor operations down;
+        otherwise torch's default capped at the cores available).
     warm_start : when refitting a fitted estimator on the same data (e.g. with another alpha), keep its
         gates and start the first-order solver from the previous solution (programs the interior-point method
         takes directly start from its own point).

@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from convexnn._config import available_cores
+from convexnn._config import available_cores, default_num_threads
 from convexnn.estimators import ConvexReLUClassifier, ConvexReLURegressor, _ConvexReLUBase, _to_numpy
 from convexnn.network import TwoLayerReLU
 from convexnn.solvers.problem import Certificate
@@ -148,8 +148,11 @@ class _ConvexReLUCV(BaseEstimator):
         fold_base = base
         if jobs > 1 and base.n_threads is None:
             # the folds share the cores: each its own share of them, not every core each (oversubscribed BLAS
-            # threads slow small products down by orders of magnitude)
-            fold_base = clone(base).set_params(n_threads=max(1, available_cores() // jobs))
+            # threads slow small products down by orders of magnitude), and one thread for a small program
+            # (n·d·P below _config.SMALL_WORK, as a fit without n_threads would choose)
+            patterns = base.n_patterns if isinstance(base.n_patterns, int) else X.shape[0]
+            share = min(available_cores() // jobs, default_num_threads(X.shape[0] * (X.shape[1] + 1) * patterns))
+            fold_base = clone(base).set_params(n_threads=max(1, share))
         folds = Parallel(n_jobs=jobs)(delayed(_fold_scores)(X, y, tr, te, alphas, fold_base) for tr, te in splits)
         for j, (_, messages) in enumerate(folds):  # the same in-process and from workers
             for message in dict.fromkeys(messages):

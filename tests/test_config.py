@@ -1,0 +1,74 @@
+"""Thread settings (convexnn._config): the default by program size, the BLAS pools limited with torch's, and
+everything restored afterwards."""
+
+import numpy as np
+import pytest
+import torch
+from threadpoolctl import threadpool_info
+
+from convexnn._config import SMALL_WORK, available_cores, num_threads
+
+
+def _blas_threads() -> set[int]:
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+
+@pytest.fixture
+def two_torch_threads():
+    """torch at two threads for the test (conftest sets one), put back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_small_programs_run_on_one_thread_and_large_ones_on_the_default(two_torch_threads):
+    blas_before = _blas_threads()
+    with num_threads(None, work=SMALL_WORK / 10) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+        assert _blas_threads() <= {1}  # SciPy's BLAS too (empty if none is loaded)
+    assert torch.get_num_threads() == 2 and _blas_threads() == blas_before
+    with num_threads(None, work=SMALL_WORK * 10) as n:
+        assert n == min(2, available_cores()) and torch.get_num_threads() == n
+    with num_threads(None) as n:  # no size given: the default as before
+        assert n == min(2, available_cores())
+    assert torch.get_num_threads() == 2
+
+
+def test_a_thread_count_the_user_names_is_used_whatever_the_size(two_torch_threads):
+    with num_threads(1, work=SMALL_WORK * 100) as n:
+        assert n == 1 and torch.get_num_threads() == 1 and _blas_threads() <= {1}
+    with num_threads(3, work=1.0) as n:
+        assert n == 3 and torch.get_num_threads() == 3 and _blas_threads() <= {3}
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_bad_thread_counts_are_refused(bad):
+    with pytest.raises(ValueError, match="n_threads must be a positive integer"):
+        with num_threads(bad):
+            pass
+
+
+def test_estimator_fits_a_small_program_on_one_thread(two_torch_threads, monkeypatch):
+    """ConvexReLURegressor without n_threads on 60 rows × 3 columns, 10 patterns: the solver runs with one
+    torch thread and one BLAS thread; with n_threads=2 it runs with two."""
+    import convexnn.estimators as est_mod
+    from convexnn import ConvexReLURegressor
+
+    seen = []
+    real_solve = est_mod.solve
+
+    def solve(problem, **kwargs):
+        seen.append((torch.get_num_threads(), _blas_threads()))
+        return real_solve(problem, **kwargs)
+
+    monkeypatch.setattr(est_mod, "solve", solve)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    y = np.maximum(X @ [1.0, -2.0, 0.5], 0.0)
+    ConvexReLURegressor(n_patterns=10, random_state=0).fit(X, y)
+    assert seen[-1][0] == 1 and seen[-1][1] <= {1}
+    ConvexReLURegressor(n_patterns=10, random_state=0, n_threads=2).fit(X, y)
+    assert seen[-1][0] == 2 and seen[-1][1] <= {2}
+    assert torch.get_num_threads() == 2
