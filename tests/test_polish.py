@@ -284,6 +284,27 @@ def test_ipm_with_gap_target_against_cvxpy(breast_cancer, loss):
     assert cert.primal == pytest.approx(float(pb.objective(V, W).sum()), rel=1e-12)
 
 
+def test_ipm_with_centrality_correctors_against_cvxpy(breast_cancer):
+    """The interior-point method with and without Gondzio's centrality correctors (the default turns them on
+    for the squared loss and costly iterations): both certify the CVXPY + Clarabel optimum; the certificate it
+    reports is the project's bound at its point; the iterate of lowest objective is not above it."""
+    import importlib
+
+    polish_mod = importlib.import_module("convexnn.solvers.polish")
+    pb = _small_relu(breast_cancer, "squared", 150, 12)
+    opt = _cvxpy_optimum(pb)
+    col = polish_mod._Column(pb, 0)
+    for correctors in (0, 2):
+        x, _, _, gap, lam, mu_c, xl, _ = polish_mod._ipm(col, polish_mod.PolishInfo(), gap_tol=1e-7,
+                                                         correctors=correctors)
+        _, _, _, primal = col.repaired(x)
+        dual, _ = polish_mod._relu_dual_bound(col, lam, mu_c)
+        assert gap == pytest.approx((primal - dual) / primal, rel=1e-9, abs=1e-15)
+        assert dual <= opt + 1e-9 * abs(opt) and opt <= primal + 1e-9 * abs(opt)
+        assert gap <= 1e-5
+        assert col.repaired(xl)[3] <= primal
+
+
 def test_solve_auto_relu_polishes_from_scratch(breast_cancer):
     """solve(auto) on a moderate (C) skips the first-order start and matches CVXPY to the tolerance."""
     from convexnn.solvers import ipm_direct, solve
