@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 
 import torch
+from threadpoolctl import threadpool_limits
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -44,8 +45,6 @@ def num_threads(n: int | None, work: float | None = None) -> Iterator[int]:
     ``work``."""
     if n is not None and (not isinstance(n, int | type(None)) or isinstance(n, bool) or n < 1):
         raise ValueError(f"n_threads must be a positive integer or None, got {n!r}")
-    from threadpoolctl import threadpool_limits
-
     previous = torch.get_num_threads()
     wanted = default_num_threads(work) if n is None else int(n)
     if wanted != previous:

@@ -1150,6 +1150,16 @@ IPM_CORRECTORS = 2
 IPM_CORRECTOR_FLOPS = 1e9
 
 
+def _ipm_direction(system: _IPMSystem, col: _Column, rd: torch.Tensor, rp: torch.Tensor, s: torch.Tensor,
+                   mu: torch.Tensor, F2: torch.Tensor, refine: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The interior-point Newton direction (dx (nb, d), ds, dμ (nb, n)) of
+    H dx − Gᵀdμ = −rd,  G dx − ds = −rp,  μ ds + s dμ = −F2, with the factored H of ``system`` (``refine`` steps
+    of iterative refinement)."""
+    dx = system.solve(-rd - (col.Sg * ((F2 + mu * rp) / s)) @ col.X, refine=refine)
+    ds = col.Sg * (dx @ col.X.T) + rp
+    return dx, ds, (-F2 - mu * ds) / s
+
+
 def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 80,
          deadline: float | None = None, beta: float = 0.3, split_steps: bool = True, refine_steps: int = 20,
          eta_step: float = 0.99, progress: Callable[[dict], None] | None = None, column: int = 0,
@@ -1205,7 +1215,7 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
     mu = mu + 0.5 * sm / max(float(s.sum()), 1e-300)
     best = (math.inf, x, mu, s, None, mu)
     best_cert = (math.inf, -math.inf)  # (primal, dual) of the best certified iterate
-    lowest = (math.inf, x, mu)  # (primal, x, μ) of the certified iterate of lowest objective
+    lowest = (math.inf, x, mu)  # (primal, x, μ) of the certified iterate of lowest objective (the start if none)
     since_best = 0
     Lx = float(torch.linalg.matrix_norm(X, ord=2)) ** 2  # ‖G_b‖₂² = ‖X‖₂²
 
@@ -1236,21 +1246,13 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
             break
         t0 = info.tick("ipm factor", t0)
         rd = c + alpha * x / tb[:, None] - (col.Sg * mu) @ X  # dual residual
-        steps = []
-        for F2 in (s * mu, None):  # predictor (affine), then corrector
-            if F2 is None:
-                dxa, dsa, dmua = steps[0]
-                ap, ad = _max_step(s, dsa), _max_step(mu, dmua)
-                maff = float(((s + ap * dsa) * (mu + ad * dmua)).sum()) / m
-                sigma = min(1.0, (maff / max(mbar, 1e-300)) ** 3)
-                F2 = s * mu + dsa * dmua - sigma * mbar
-            # H dx − Gᵀdμ = −rd,  G dx − ds = −rp,  μ ds + s dμ = −F2
-            # (no iterative refinement for the affine predictor: it only sets σ and the second-order term)
-            dx = system.solve(-rd - (col.Sg * ((F2 + mu * rp) / s)) @ X, refine=1 if steps else 0)
-            ds = col.Sg * (dx @ X.T) + rp
-            dmu = (-F2 - mu * ds) / s
-            steps.append((dx, ds, dmu))
-        dx, ds, dmu = steps[1]
+        # predictor (affine; no iterative refinement: it only sets σ and the second-order term), then corrector
+        dxa, dsa, dmua = _ipm_direction(system, col, rd, rp, s, mu, s * mu, refine=0)
+        ap, ad = _max_step(s, dsa), _max_step(mu, dmua)
+        maff = float(((s + ap * dsa) * (mu + ad * dmua)).sum()) / m
+        sigma = min(1.0, (maff / max(mbar, 1e-300)) ** 3)
+        F2 = s * mu + dsa * dmua - sigma * mbar
+        dx, ds, dmu = _ipm_direction(system, col, rd, rp, s, mu, F2, refine=1)
         ap, ad = _max_step(s, ds), _max_step(mu, dmu)
         for _ in range(correctors):
             # Gondzio's centrality corrector: at the trial point of a longer step (1.5 α + 0.1), push the
@@ -1259,9 +1261,7 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
             tgt = sigma * mbar
             v = (s + min(1.0, 1.5 * ap + 0.1) * ds) * (mu + min(1.0, 1.5 * ad + 0.1) * dmu)
             F2c = F2 - torch.clamp(torch.clamp(v, min=0.1 * tgt, max=10.0 * tgt) - v, min=-10.0 * tgt)
-            dxc = system.solve(-rd - (col.Sg * ((F2c + mu * rp) / s)) @ X, refine=1)
-            dsc = col.Sg * (dxc @ X.T) + rp
-            dmuc = (-F2c - mu * dsc) / s
+            dxc, dsc, dmuc = _ipm_direction(system, col, rd, rp, s, mu, F2c, refine=1)
             apc, adc = _max_step(s, dsc), _max_step(mu, dmuc)
             if min(apc, adc) < 1.01 * min(ap, ad):
                 break
@@ -1306,8 +1306,6 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
         if gap <= gap_tol or (since_best >= 3 and best[0] < 1e-3) or since_best >= 15 or st < 1e-10:
             break
     info.ipm_gap = best[0] if info.ipm_gap == math.inf else max(info.ipm_gap, best[0])
-    if lowest[0] == math.inf:
-        lowest = (math.inf, best[1], best[2])
     return best[1], best[2], best[3], best[0], best[4], best[5], lowest[1], lowest[2]
 
 
@@ -1859,6 +1857,10 @@ def polish(
             return None
         return _ActiveSet(col, x, Wk, info, nnls_method, mu)
 
+    def preferred(new: _ActiveSet, new_ok: bool, old: _ActiveSet | None) -> bool:
+        """Whether an active-set run ``new`` replaces ``old``: it converged, or it ended lower."""
+        return old is None or new_ok or new.col.fval(new.x) < old.col.fval(old.x)
+
     for k in range(K if Lam is None else 0):
         col = _Column(pb, k)
         x0 = torch.cat([V[:, :, k], W[:, :, k]]) if relu else V[:, :, k].clone()
@@ -1902,12 +1904,12 @@ def polish(
                 if attempt is None:
                     break
                 ok_a = attempt.run(max_newton=max_newton, gtol=tol, deadline=deadline)
-                if solver2 is None or ok_a or col.fval(attempt.x) < col.fval(solver2.x):
+                if preferred(attempt, ok_a, solver2):
                     solver2, ok = attempt, ok_a
                 if ok:
                     break
             if solver2 is not None:
-                if solver is None or ok or col.fval(solver2.x) < col.fval(solver.x):
+                if preferred(solver2, ok, solver):
                     solver = solver2
                 if not ok and lami is not None and _column_gap(col, solver.x, solver.multipliers_dense(),
                                                                nnls_method) >= gi:
