@@ -652,3 +652,28 @@ def test_zero_output_columns_are_certified_apart_and_pruned_whole():
     assert dropped >= 2 * pb.P and float(V[:, :, 1].abs().max()) == 0.0 and float(W[:, :, 1].abs().max()) == 0.0
     assert float(values[1]) == 0.5
     np.testing.assert_allclose(values[[0, 2]].numpy(), pb.objective(res.V, res.W)[[0, 2]].numpy(), rtol=1e-8)
+
+
+def test_float32_result_is_certified_by_its_float64_solution(breast_cancer):
+    """A float32 program is solved in float64 and its result rounded: the certificate's primal is the rounded
+    point's objective, its dual the float64 solution's bound (valid: below CVXPY's optimum). Where the rounding's
+    cost alone exceeds tol, solve says so and stops, instead of running the first-order method in float32."""
+    X, y = breast_cancer
+    pb, _ = _problem(X[:200], y[:200], "relu", "squared", gates=15)
+    opt = _reference(("bc200", "relu", "squared"), pb)
+    pb32 = pb.to(torch.float32)
+    for tol in (1e-4, 1e-5, 1e-7):
+        res = solve(pb32, tol=tol)
+        cert, cost = res.certificate, res.info["polish"]["rounding_cost"]
+        assert res.V.dtype == torch.float32 and res.W.dtype == torch.float32
+        assert cert.dual <= opt * (1 + 1e-7) and cert.primal >= opt * (1 - 1e-7)
+        # the primal is the objective of the float32 program (X rounded to float32) at the returned point
+        assert float(pb32.to(torch.float64).objective(res.V.double(), res.W.double()).sum()) == pytest.approx(
+            cert.primal, rel=1e-12)
+        assert 0 < cost <= cert.relative_gap
+        assert {rec.get("stage") for rec in res.history} <= {"ipm", "polish", "prune"}  # no float32 ADMM
+        if tol >= 1e-5:
+            assert res.converged
+        else:  # the rounding alone costs more than 1e-7: not certified, and the note says why
+            assert not res.converged and cert.relative_gap - cost <= tol
+            assert any("rounded to float32" in note for note in res.info["polish_notes"])

@@ -141,6 +141,8 @@ class PolishInfo:
     newton_iterations: int = 0
     ipm_iterations: int = 0
     ipm_gap: float = math.inf  # the interior-point method's best certified relative gap (worst column)
+    # a result in float32: the rise of its objective from rounding the float64 solution, relative (0 in float64)
+    rounding_cost: float = 0.0
     rows_added: int = 0
     rows_released: int = 0
     blocks_entered: int = 0
@@ -861,13 +863,22 @@ def _initial_working_sets(col: _Column, x: torch.Tensor, mu: torch.Tensor | None
     return x, W
 
 
-def _lift_to_cone(col: _Column, x: torch.Tensor, rounds: int = 3, limit: int = 25_000_000) -> torch.Tensor:
+# the margin of :func:`_lift_to_cone` (in units of the rounding eps·‖x_r‖‖v_b‖) for a result rounded to float32: its
+# cost in objective is proportional to it. Over 24 programs (12 PMLB tables, 400 rows standardised, 50 gates, alpha
+# 1e-2 and 1e-3 × its maximum; /work/scratch/s11/margin.py) 2 cost 0.8e-6 … 1.5e-5 relative, 1 half that, with
+# float64-evaluated slack as good (at 0.5 more rows fell ~1e-8 short in float64 and the gate step moved some blocks
+# by 1e-4); in float64 the margin's cost is ~1e-13 and the default 2 stays.
+ROUNDING_MARGIN = 1.0
+
+
+def _lift_to_cone(col: _Column, x: torch.Tensor, rounds: int = 3, limit: int = 25_000_000,
+                  margin: float = 2.0) -> torch.Tensor:
     """Make every block strictly cone-feasible in floating point with a change at rounding level.
 
     The active-set solution has zero slack on its working rows up to rounding (±1e-16 relative), and
     :func:`certificates.make_feasible` would repair a tiny violation by a step along the gate, whose
     slack can be small on the same rows (a large step). Instead, the rows with slack below
-    2·eps·‖x_r‖‖v_b‖ are moved to that target by the least-norm correction G_Vᵀδ: one batched least-squares
+    margin·eps·‖x_r‖‖v_b‖ are moved to that target by the least-norm correction G_Vᵀδ: one batched least-squares
     solve per round for all blocks that have such rows (their rows padded with zero rows, in groups of blocks
     whose padded rows have at most ``limit`` entries).
     """
@@ -877,7 +888,7 @@ def _lift_to_cone(col: _Column, x: torch.Tensor, rounds: int = 3, limit: int = 2
     for _ in range(rounds):
         nrm = torch.linalg.vector_norm(x, dim=1)
         sb = col.slack(x)
-        tgt = 2.0 * col.eps * col.xn[None, :] * nrm[:, None]
+        tgt = margin * col.eps * col.xn[None, :] * nrm[:, None]
         low = (sb < tgt) & (nrm > 0)[:, None]
         todo = torch.nonzero(low.any(1))[:, 0]
         if todo.numel() == 0:
@@ -1633,6 +1644,17 @@ def _column_gap(col: _Column, x: torch.Tensor, mu: torch.Tensor, nnls_method: st
     return cert.relative_gap
 
 
+def _rounded_column_gap(col: _Column, out: _Column, x: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor) -> float:
+    """Relative certificate gap of one column of (C) as polish returns it in a lower precision: x (nb, d) of the
+    float64 column ``col`` rounded to the precision of ``out`` (the same column of the caller's program), lifted
+    and made feasible there; its objective in float64; the bound of the float64 solution's Λ (n,) and μ (nb, n)
+    (:func:`_relu_dual_bound`), which the rounding does not change."""
+    V, W, _, _ = out.repaired(_lift_to_cone(out, x.to(out.X.dtype), margin=ROUNDING_MARGIN))
+    primal = col.fval(torch.cat([V[:, :, 0], W[:, :, 0]]).to(col.X.dtype))
+    dual, _ = _relu_dual_bound(col, lam, mu)
+    return (primal - dual) / max(abs(primal), 1e-300)
+
+
 def dual_certificate(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | None = None,
                      Mu_v: torch.Tensor | None = None, Mu_w: torch.Tensor | None = None,
                      nnls_method: str = "auto", Lam: torch.Tensor | None = None,
@@ -1798,8 +1820,7 @@ def polish(
     out_dtype = pb.X.dtype
     if out_dtype != torch.float64:
         # Newton and the interior-point method need double precision: work on a float64 copy
-        pb = ConvexProblem(X=pb.X.double(), Y=pb.Y.double(), D=pb.D.double(), H=pb.H.double(),
-                           alpha=pb.alpha, loss=pb.loss, kind=pb.kind)
+        pb = pb.to(torch.float64)
         V = V.double()
         W = W.double() if W is not None else None
         Nv = Nv.double() if Nv is not None else None
@@ -1887,6 +1908,12 @@ def polish(
                 col, info, gap_tol=ipm_gap if gap_target is None else gap_target, max_iter=ipm_max_iter,
                 deadline=deadline, progress=progress, column=k)
             certified = lami is not None and gap_target is not None and gi <= gap_target
+            if certified and out_dtype != torch.float64 and _rounded_column_gap(
+                    col, _Column(problem, k), xi, lami, muc) > gap_target:
+                # certified in float64 but not once rounded to the caller's precision (breast cancer standardised,
+                # float32: 9.5e-6 → 1.4e-5 at tol 1e-5): the active-set phase takes the float64 gap to ~1e-13
+                certified = False
+                info.notes.append(f"ipm: certified to {gi:.1e}, not once rounded to {out_dtype}; active-set phase")
             solver2 = None
             # the active-set phase starts from the iterate of lowest objective (the best guess of the active
             # set: segmentation raw, 7 columns: 715 → 131 Newton steps), and if it fails from there, from the
@@ -1941,27 +1968,36 @@ def polish(
         else:
             Vo[:, :, k] = x
     t0 = time.perf_counter()
+    if Lam is None and (ipm_lams or out_dtype != torch.float64):
+        # the loss-dual candidate: the interior-point method's Λ where it certified a column, else ∇L at the
+        # float64 solution. A float32 result is certified with the Λ and μ of its float64 solution, not with
+        # ∇L at the rounded point: on an ill-conditioned face the multipliers cancel most of Xᵀ D_b Λ, and the
+        # rounding moved that residual by 7e-4 α (breast cancer standardised, alpha 1e-3 × alpha_max: relative
+        # gap 2.9e-4 → 4.2e-6, the primal cost of the rounding, with NNLS repairs no longer needed)
+        Lam = losses.grad(pb.loss, operators.forward(pb.X, pb.D, Vo - Wo if relu else Vo), pb.Y)
+        for k, lam_k in ipm_lams.items():
+            Lam[:, k] = lam_k
+    primal64 = None
     if out_dtype != torch.float64:
         # back to the caller's precision, lifted there; certified in float64 at exactly that point
+        primal64 = float(pb.objective(Vo, Wo).sum())
         Vo = Vo.to(out_dtype)
         Wo = Wo.to(out_dtype) if Wo is not None else None
         if relu:
             for k in range(K):
-                x = _lift_to_cone(_Column(problem, k), torch.cat([Vo[:, :, k], Wo[:, :, k]]))
+                x = _lift_to_cone(_Column(problem, k), torch.cat([Vo[:, :, k], Wo[:, :, k]]), margin=ROUNDING_MARGIN)
                 Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
     if relu:  # a no-op up to rounding after the lift: the project's definition of a feasible point
         Vo = certificates.make_feasible(problem.X, problem.D, problem.H, Vo)
         Wo = certificates.make_feasible(problem.X, problem.D, problem.H, Wo)
-    if ipm_lams:  # the loss-dual candidate the interior-point method certified with (∇L elsewhere)
-        Lam = losses.grad(pb.loss, operators.forward(pb.X, pb.D, Vo.double() - Wo.double()), pb.Y)
-        for k, lam_k in ipm_lams.items():
-            Lam[:, k] = lam_k
     # columns certified by the interior-point method carry multipliers already refined against Λ: the
     # NNLS repair could only tighten a bound that is ≤ gap_target already
     cert, _ = dual_certificate(pb, Vo.double(), Wo.double() if Wo is not None else None, Mu_v, Mu_w,
                                nnls_method=nnls_method, Lam=Lam,
-                               repair=(len(ipm_lams) < K or out_dtype != torch.float64) and not out_of_time())
+                               repair=len(ipm_lams) < K and not out_of_time())
     info.tick("certificate", t0)
+    if primal64 is not None:
+        info.rounding_cost = max(cert.primal - primal64, 0.0) / max(abs(cert.primal), 1e-300)
     if certificate is not None and not cert.relative_gap < certificate.relative_gap:
         info.notes.append("no improvement over the given certificate")
         return done(None)

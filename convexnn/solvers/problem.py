@@ -12,6 +12,7 @@ are independent programs that share X and the patterns (one-vs-rest for multi-cl
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,6 +79,13 @@ class ConvexProblem:
     def zeros(self) -> torch.Tensor:
         """A zero block tensor (P, d, K)."""
         return self.X.new_zeros((self.P, self.d, self.K))
+
+    def to(self, dtype: torch.dtype) -> ConvexProblem:
+        """The same program with its tensors in ``dtype`` (itself when they are already)."""
+        if self.X.dtype == dtype:
+            return self
+        return dataclasses.replace(self, X=self.X.to(dtype), Y=self.Y.to(dtype), D=self.D.to(dtype),
+                                   H=self.H.to(dtype))
 
     def objective(self, U: torch.Tensor, W: torch.Tensor | None = None) -> torch.Tensor:
         """Objective per output column (K,). For (C) pass (V, W); for (G) pass U only."""
