@@ -3,12 +3,14 @@
 For every PMLB table in ``../shared/data/pmlb`` (at most ``--n`` rows, drawn with seed 0) and four of
 scikit-learn's built-in data sets (diabetes, breast cancer, wine, iris), ``ConvexReLURegressor`` (regression)
 or ``ConvexReLUClassifier`` (binary and multi-class; ``--loss``) with default parameters except ``random_state=0``,
-``n_threads=--threads`` and ``max_time=--max-time``, fitted twice: on X as it is ("raw") and on X with every
-non-constant column standardised ("std"). Recorded per fit: wall time, the certificate's relative gap,
-whether it reached ``tol`` (1e-6) without a ConvergenceWarning, the warnings' text, the training score.
+``n_threads=--threads``, ``max_time=--max-time`` (and ``--dtype``, ``--tol``: float64, 1e-6 by default), fitted on X
+as it is ("raw") and on X with every non-constant column standardised ("std"). Recorded per fit: wall time, the
+certificate's relative gap, the objective, whether it reached ``tol`` without a ConvergenceWarning, the warnings'
+text, the training score.
 
     python benchmarks/bench_defaults.py --out results/defaults.json
     python benchmarks/bench_defaults.py --loss logistic --tasks binary multiclass --out results/defaults_logistic.json
+    python benchmarks/bench_defaults.py --dtype float32 --tol 1e-5 --scales std --out results/defaults_f32.json
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ def datasets(n_max: int, only: list[str] | None):
         yield name, task, X, y
 
 
-def fit_one(X: np.ndarray, y: np.ndarray, task: str, threads: int, max_time: float, loss: str) -> dict:
+def fit_one(X: np.ndarray, y: np.ndarray, task: str, threads: int, max_time: float, loss: str,
+            dtype: str = "float64", tol: float = 1e-6) -> dict:
     est = (ConvexReLURegressor if task == "regression" else ConvexReLUClassifier)(
-        random_state=0, n_threads=threads, max_time=max_time, **({} if task == "regression" else {"loss": loss}))
+        random_state=0, n_threads=threads, max_time=max_time, dtype=dtype, tol=tol,
+        **({} if task == "regression" else {"loss": loss}))
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -59,7 +63,7 @@ def fit_one(X: np.ndarray, y: np.ndarray, task: str, threads: int, max_time: flo
     rec: dict = {"seconds": wall, "error": error,
                  "warnings": [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]}
     if error is None:
-        rec.update(relative_gap=est.certificate_.relative_gap, score=float(est.score(X, y)),
+        rec.update(relative_gap=est.certificate_.relative_gap, objective=est.objective_, score=float(est.score(X, y)),
                    certified=est.certificate_.relative_gap <= est.tol and not rec["warnings"])
     else:
         rec["certified"] = False
@@ -76,6 +80,9 @@ def main() -> None:
                     help="the classifiers' loss (regressors: squared)")
     ap.add_argument("--tasks", nargs="*", choices=("binary", "multiclass", "regression"),
                     default=["binary", "multiclass", "regression"])
+    ap.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="the estimators' dtype")
+    ap.add_argument("--tol", type=float, default=1e-6, help="the estimators' tol")
+    ap.add_argument("--scales", nargs="*", choices=("raw", "std"), default=["raw", "std"])
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -84,10 +91,10 @@ def main() -> None:
         for name, task, X, y in datasets(args.n, args.only):
             if task not in args.tasks:
                 continue
-            for scale in ("raw", "std"):
+            for scale in args.scales:
                 Xs = standardise(X) if scale == "std" else X
                 rec = {"data": name, "task": task, "scale": scale, "n": X.shape[0], "d": X.shape[1],
-                       **fit_one(Xs, y, task, args.threads, args.max_time, args.loss)}
+                       **fit_one(Xs, y, task, args.threads, args.max_time, args.loss, args.dtype, args.tol)}
                 rows.append(rec)
                 print(f"{name:22s} {scale:4s} n={X.shape[0]:5d} d={X.shape[1]:3d} {rec['seconds']:7.2f} s  "
                       f"gap {rec.get('relative_gap', float('nan')):.1e}  certified {rec['certified']}", flush=True)
@@ -97,8 +104,8 @@ def main() -> None:
                        "seconds_total": sum(r["seconds"] for r in rows if r["scale"] == scale)}
                for scale in ("raw", "std")}
     emit({"benchmark": "defaults", "machine": machine_info(), "settings": vars(args),
-          "method": "default ConvexReLURegressor / ConvexReLUClassifier (random_state=0), one fit per data set and "
-                    "scaling; 'certified': relative gap <= tol (1e-6) and no ConvergenceWarning",
+          "method": "default ConvexReLURegressor / ConvexReLUClassifier (random_state=0; dtype, tol as set), one fit "
+                    "per data set and scaling; 'certified': relative gap <= tol and no ConvergenceWarning",
           "summary": summary, "results": rows}, args.out)
 
 

@@ -1174,7 +1174,7 @@ def _ipm_direction(system: _IPMSystem, col: _Column, rd: torch.Tensor, rp: torch
 def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 80,
          deadline: float | None = None, beta: float = 0.3, split_steps: bool = True, refine_steps: int = 20,
          eta_step: float = 0.99, progress: Callable[[dict], None] | None = None, column: int = 0,
-         correctors: int | None = None,
+         correctors: int | None = None, rounded: Callable[..., float] | None = None,
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, torch.Tensor | None, torch.Tensor,
                     torch.Tensor, torch.Tensor]:
     """Primal-dual interior point (Mehrotra predictor-corrector) for (C) on one column.
@@ -1195,6 +1195,10 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
     candidate ∇L(ŷ) is only as accurate as the square root of the primal's, and on ill-conditioned data the
     dual residual grows late): the later point is the better guess of the active set. ``progress`` receives,
     after each certified iterate, the certificate of the best so far (of this column's program, ``column``).
+    ``rounded(x, Λ, μ)``: the relative gap of an iterate once rounded to the caller's precision
+    (:func:`_rounded_column_gap`); it replaces the float64 gap of the iterates that reach ``gap_tol``, in the choice
+    of the best and in the stopping rule (closer to the optimum, an iterate comes closer to the faces, and rounding
+    it can cost more: chess standardised in float32, gap 1.5e-6 → 2.5e-3 rounded, 9e-6 → 1.2e-5).
     """
     X = col.X
     n, d, nb = col.n, col.d, col.nb
@@ -1300,6 +1304,8 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
             if dv > dual:
                 dual, lam, mu_c = dv, cand, mu_v
         gap = (prim - dual) / max(abs(prim), 1e-300)
+        if rounded is not None and gap <= gap_tol:
+            gap = max(gap, rounded(x, lam, mu_c))
         t0 = info.tick("ipm certificate", t0)
         if prim < lowest[0]:
             lowest = (float(prim), x, mu)
@@ -1904,16 +1910,17 @@ def polish(
         elif relu and not ok and method != "active-set":
             if not use_ipm_first:
                 info.method = "active-set, then ipm+active-set"
+            out = _Column(problem, k) if out_dtype != torch.float64 else None
+
+            def rounded(x, lam, mu, col=col, out=out):
+                return _rounded_column_gap(col, out, x, lam, mu)
+
+            # in a lower precision, the iterates are judged by their certificate once rounded (breast cancer
+            # standardised, float32, tol 1e-5: 9.5e-6 in float64 is 1.4e-5 rounded)
             xi, mui, _, gi, lami, muc, xl, mul = _ipm(
                 col, info, gap_tol=ipm_gap if gap_target is None else gap_target, max_iter=ipm_max_iter,
-                deadline=deadline, progress=progress, column=k)
+                deadline=deadline, progress=progress, column=k, rounded=None if out is None else rounded)
             certified = lami is not None and gap_target is not None and gi <= gap_target
-            if certified and out_dtype != torch.float64 and _rounded_column_gap(
-                    col, _Column(problem, k), xi, lami, muc) > gap_target:
-                # certified in float64 but not once rounded to the caller's precision (breast cancer standardised,
-                # float32: 9.5e-6 → 1.4e-5 at tol 1e-5): the active-set phase takes the float64 gap to ~1e-13
-                certified = False
-                info.notes.append(f"ipm: certified to {gi:.1e}, not once rounded to {out_dtype}; active-set phase")
             solver2 = None
             # the active-set phase starts from the iterate of lowest objective (the best guess of the active
             # set: segmentation raw, 7 columns: 715 → 131 Newton steps), and if it fails from there, from the
@@ -1945,6 +1952,15 @@ def polish(
                     # poor working-set guess sent it to a point 1% worse with no usable multipliers)
                     info.notes.append("active-set: stopped short; the interior-point point is kept")
                     solver2 = None
+                if solver2 is not None and lami is not None and out is not None:
+                    # rounded to the caller's precision, a point on a degenerate vertex (many rows at zero slack) can
+                    # cost far more than an interior one: the column keeps whichever rounds better
+                    lam_a = losses.grad(col.loss, col.pred(solver2.x)[:, None], col.y[:, None])[:, 0]
+                    if _rounded_column_gap(col, out, xi, lami, muc) < _rounded_column_gap(
+                            col, out, solver2.x, lam_a, solver2.multipliers_dense()):
+                        info.notes.append(f"active-set: its point rounds to {out_dtype} worse than the interior-point "
+                                          "one, which is kept")
+                        solver2 = None
             if solver2 is None and (lami is not None or solver is None):
                 # certified well enough (≤ gap_target), out of time, the active-set phase does not fit or did
                 # worse: the interior-point point is this column's result (with the multipliers it certified with)
