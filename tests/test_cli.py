@@ -33,10 +33,16 @@ def test_fit_info_certify(tmp_path, table, capsys):
 
 
 def test_demo_prints_one_table(capsys):
-    assert main(["demo", "--patterns", "8", "--max-iter", "300", "--adam-epochs", "50", "--grow-seconds", "0.5",
-                 "--quiet"]) == 0
+    args = ["demo", "--patterns", "8", "--max-iter", "300", "--adam-epochs", "50", "--grow-rounds", "3", "--quiet",
+            "--json"]
+    assert main(args) == 0
     out = capsys.readouterr().out
-    assert "training objective" in out and "certificate gap" in out and "Adam" in out and "grown" in out
+    assert "training objective" in out and "certificate gap" in out and "Adam" in out and "grown (3 rounds)" in out
+    # the grown network is the same on every run (a round budget, not a time budget)
+    grown = json.loads(out[out.index("{"):])["rows"][1]
+    assert main(args) == 0
+    again = capsys.readouterr().out
+    assert json.loads(again[again.index("{"):])["rows"][1]["objective"] == grown["objective"]
 
 
 def test_errors_are_clean(tmp_path, table, capsys):
