@@ -348,7 +348,9 @@ def train_adam(
     log_every : evaluate the full objective every this many epochs (and always at the start and the
         end). Evaluation is done without gradients in blocks of rows and its time is *excluded* from
         ``time`` and from the times in ``history`` (it is reported as ``eval_time``).
-    n_threads : torch CPU threads (``None``: the project default, see ``convexnn._config``).
+    n_threads : torch CPU threads (``None``: the project default for a step's work, batch × (d + 1) × width, see
+        ``convexnn._config.default_num_threads``: one thread for small networks, where two made breast cancer's
+        1000 epochs at width 61 take 1.2–1.6 s instead of 1.0 s on the 2-core development machine).
     init : start from this network instead of a random initialisation.
 
     Returns
@@ -380,7 +382,7 @@ def train_adam(
     dt = resolve_dtype(dtype)
     bs = n if batch_size is None or batch_size >= n else int(batch_size)
 
-    with num_threads(n_threads):
+    with num_threads(n_threads, work=bs * (d + 1) * width):  # one product of a batch with the layer
         lin1, lin2 = _init_layers(d, width, K, seed, dev, dt, init)
         params = [lin1.weight, lin1.bias, lin2.weight]
         Xt = torch.as_tensor(X, dtype=dt, device=dev)
@@ -666,7 +668,7 @@ def train_adam_pgd(
     dt = resolve_dtype(dtype)
     bs = n if batch_size is None or batch_size >= n else int(batch_size)
 
-    with num_threads(n_threads):
+    with num_threads(n_threads, work=bs * (d + 1) * width):  # one product of a batch with the layer
         lin1, lin2 = _init_layers(d, width, K, seed, dev, dt, init)
         params = [lin1.weight, lin1.bias, lin2.weight]
         Xt = torch.as_tensor(X, dtype=dt, device=dev)

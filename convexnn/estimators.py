@@ -260,7 +260,9 @@ class _ConvexReLUBase(BaseEstimator):
             raise ValueError("n_patterns='grow' needs " + ", ".join(problems))
         seed = 0 if self.random_state is None else self.random_state
         cb = None if callback is None else (lambda rec, net: callback(rec))
-        with num_threads(self.n_threads), warnings.catch_warnings():
+        # column generation's work: its pricing products of X̃ with about 100 directions (n_random + n_data starts);
+        # breast cancer (398 rows, 20 rounds): 1.7 s on one thread, 4.1 s on two
+        with num_threads(self.n_threads, work=X.shape[0] * (X.shape[1] + 1) * 100), warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             res = adcg(X, Y, float(self.alpha), self.loss, fit_intercept=self.fit_intercept, tol=float(self.tol),
                        seed=seed, dtype=resolve_dtype(self.dtype), callback=cb, max_time=self._max_time())

@@ -77,3 +77,34 @@ def test_estimator_fits_a_small_program_on_one_thread(two_torch_threads, monkeyp
     ConvexReLURegressor(n_patterns=10, random_state=0, n_threads=2).fit(X, y)
     assert seen[-1][0] == 2
     assert torch.get_num_threads() == 2
+
+
+def test_column_generation_and_adam_baselines_use_the_small_program_default(two_torch_threads, monkeypatch):
+    """n_patterns='grow' and the Adam baselines without n_threads on 60 rows × 3 columns run on one thread (two made
+    them 1.2–2.4× slower on the development machine); a count the user names is used."""
+    import convexnn.baselines as base_mod
+    import convexnn.solvers.column_generation as cg_mod
+    from convexnn import ConvexReLURegressor
+    from convexnn.baselines import train_adam
+
+    seen = []
+    real_adcg, real_init = cg_mod.adcg, base_mod._init_layers
+
+    def adcg(*args, **kwargs):
+        seen.append(("adcg", torch.get_num_threads()))
+        return real_adcg(*args, **kwargs)
+
+    def init_layers(*args, **kwargs):
+        seen.append(("adam", torch.get_num_threads()))
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(cg_mod, "adcg", adcg)  # the estimator imports it when it fits
+    monkeypatch.setattr(base_mod, "_init_layers", init_layers)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    y = np.maximum(X @ [1.0, -2.0, 0.5], 0.0)
+    ConvexReLURegressor(n_patterns="grow", random_state=0, max_time=5).fit(X, y)
+    train_adam(X, y, width=8, alpha=1e-3, loss="squared", epochs=5, seed=0)
+    train_adam(X, y, width=8, alpha=1e-3, loss="squared", epochs=5, seed=0, n_threads=2)
+    assert seen == [("adcg", 1), ("adam", 1), ("adam", 2)]
+    assert torch.get_num_threads() == 2
