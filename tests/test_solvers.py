@@ -677,3 +677,27 @@ def test_float32_result_is_certified_by_its_float64_solution(breast_cancer):
         else:  # the rounding alone costs more than 1e-7: not certified, and the note says why
             assert not res.converged and cert.relative_gap - cost <= tol
             assert any("rounded to float32" in note for note in res.info["polish_notes"])
+
+
+def test_targets_far_from_unit_scale_are_solved_rescaled(diabetes):
+    """Squared loss with targets × 2¹⁰ (RMS ≈ 1e3) and alpha × 2¹⁰: the same program as the unit-scale one, whose
+    solutions are the unit-scale solutions × 2¹⁰ and whose objective is × 2²⁰. solve() works on the rescaled
+    program (info["target_scale"]) and returns the original's blocks and certificate: the optimum matches CVXPY's
+    on the unit-scale program × 2²⁰; history and callback records are in the original's units."""
+    X, y = diabetes
+    pb, _ = _problem(X[:200], y[:200], "relu", "squared", gates=15)
+    opt = _reference(("db200", "relu", "squared"), pb)
+    s = 2.0 ** 10
+    big = ConvexProblem(pb.X, pb.Y * s, pb.D, pb.H, ALPHA * s, "squared", "relu")
+    seen = []
+    res = solve(big, tol=1e-6, callback=seen.append)
+    cert = res.certificate
+    assert res.info["target_scale"] == s and res.converged
+    assert cert.dual <= opt * s * s * (1 + 1e-7)
+    assert cert.primal == pytest.approx(opt * s * s, rel=1e-6)
+    assert float(big.objective(res.V, res.W).sum()) == pytest.approx(cert.primal, rel=1e-12)
+    assert res.history[-1]["primal"] == pytest.approx(cert.primal, rel=1e-12)
+    assert seen and seen[-1]["primal"] == pytest.approx(cert.primal, rel=1e-12)
+    ref = solve(pb, tol=1e-6)
+    assert "target_scale" not in ref.info  # unit scale: solved as it is
+    assert torch.allclose(res.V, ref.V * s, rtol=1e-4, atol=1e-6 * s * float(ref.V.abs().max()))

@@ -45,6 +45,7 @@ from convexnn.solvers.problem import (
     prune_blocks,
     row_space,
     spread_pattern_blocks,
+    target_scale,
 )
 
 SOLVERS = ("auto", "admm", "fista", "cvxpy")
@@ -365,8 +366,11 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
     reduced = row_space(problem)
     if reduced is not None:
         return _solve_in_row_space(problem, reduced, solver, tol, max_iter, **options)
-    if solver == "cvxpy":
+    if solver == "cvxpy":  # the reference solves the program as it is given
         return cvxpy_solve(problem)
+    scale = target_scale(problem)
+    if scale is not None:
+        return _solve_scaled(problem, scale, solver, tol, max_iter, **options)
     if solver != "auto":
         return _first_order(problem, solver, tol, max_iter, **options)
     name = pick_solver(problem.kind, problem.loss)
@@ -449,6 +453,38 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
     if notes:
         res.info["polish_notes"] = list(dict.fromkeys(notes))  # each reason once
     return res
+
+
+def _solve_scaled(problem: ConvexProblem, s: float, solver: str, tol: float, max_iter: int,
+                  **options) -> SolverResult:
+    """Solve the program with targets Y/s and strength α/s (:func:`~convexnn.solvers.problem.target_scale`, s a
+    power of two) and scale back: blocks × s, and the certificate's values, the history's and the callback's
+    primal, dual and gap × s² (relative gaps unchanged). With s a power of two every one of these products is
+    exact in floating point, and so is the objective: evaluated on ``problem`` at the scaled-back point it is the
+    same number."""
+    pr = dataclasses.replace(problem, Y=problem.Y / s, alpha=problem.alpha / s)
+    s2 = s * s
+
+    def back(rec: dict) -> dict:
+        return {k: (v * s2 if k in ("primal", "dual", "gap") and isinstance(v, float) else v) for k, v in rec.items()}
+
+    warm = options.get("warm_start")
+    if warm is not None:
+        c = warm.certificate
+        options["warm_start"] = dataclasses.replace(
+            warm, V=warm.V / s, W=None if warm.W is None else warm.W / s,
+            certificate=Certificate(primal=c.primal / s2, dual=c.dual / s2))
+    user_cb = options.get("callback")
+    if user_cb is not None:
+        options["callback"] = lambda rec: user_cb(back(rec))
+    res = _solve(pr, solver, tol, max_iter, **options)
+    V = res.V * s
+    W = None if res.W is None else res.W * s
+    cert = Certificate(primal=res.certificate.primal * s2, dual=res.certificate.dual * s2)
+    info = {k: v for k, v in res.info.items() if k not in ("V_raw", "W_raw", "Nv", "Nw")}
+    info["target_scale"] = s
+    return SolverResult(V=V, W=W, certificate=cert, n_iter=res.n_iter, converged=cert.relative_gap <= tol,
+                        solver=res.solver, history=[back(r) for r in res.history], info=info)
 
 
 def _solve_on_distinct_patterns(problem: ConvexProblem, distinct: tuple[ConvexProblem, torch.Tensor, torch.Tensor],
