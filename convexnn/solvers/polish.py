@@ -865,9 +865,9 @@ def _initial_working_sets(col: _Column, x: torch.Tensor, mu: torch.Tensor | None
 
 # the margin of :func:`_lift_to_cone` (in units of the rounding eps·‖x_r‖‖v_b‖) for a result rounded to float32: its
 # cost in objective is proportional to it. Over 24 programs (12 PMLB tables, 400 rows standardised, 50 gates, alpha
-# 1e-2 and 1e-3 × its maximum; /work/scratch/s11/margin.py) 2 cost 0.8e-6 … 1.5e-5 relative, 1 half that, with
-# float64-evaluated slack as good (at 0.5 more rows fell ~1e-8 short in float64 and the gate step moved some blocks
-# by 1e-4); in float64 the margin's cost is ~1e-13 and the default 2 stays.
+# 1e-2 and 1e-3 × its maximum: each float64 optimum rounded, lifted and made feasible in float32) 2 cost 0.8e-6 …
+# 1.5e-5 relative, 1 half that, with float64-evaluated slack as good (at 0.5 more rows fell ~1e-8 short in float64
+# and the gate step moved some blocks by 1e-4); in float64 the margin's cost is ~1e-13 and the default 2 stays.
 ROUNDING_MARGIN = 1.0
 
 
