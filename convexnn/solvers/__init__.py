@@ -455,6 +455,12 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
     return res
 
 
+def _outer_info(info: dict) -> dict:
+    """A result's info without its raw iterates and multipliers (``V_raw``, ``W_raw``, ``Nv``, ``Nw``: for polishing
+    the program they were found on), for the result of an equivalent program that is passed back."""
+    return {k: v for k, v in info.items() if k not in ("V_raw", "W_raw", "Nv", "Nw")}
+
+
 def _solve_scaled(problem: ConvexProblem, s: float, solver: str, tol: float, max_iter: int,
                   **options) -> SolverResult:
     """Solve the program with targets Y/s and strength α/s (:func:`~convexnn.solvers.problem.target_scale`, s a
@@ -481,7 +487,7 @@ def _solve_scaled(problem: ConvexProblem, s: float, solver: str, tol: float, max
     V = res.V * s
     W = None if res.W is None else res.W * s
     cert = Certificate(primal=res.certificate.primal * s2, dual=res.certificate.dual * s2)
-    info = {k: v for k, v in res.info.items() if k not in ("V_raw", "W_raw", "Nv", "Nw")}
+    info = _outer_info(res.info)
     info["target_scale"] = s
     return SolverResult(V=V, W=W, certificate=cert, n_iter=res.n_iter, converged=cert.relative_gap <= tol,
                         solver=res.solver, history=[back(r) for r in res.history], info=info)
@@ -502,7 +508,7 @@ def _solve_on_distinct_patterns(problem: ConvexProblem, distinct: tuple[ConvexPr
     V = spread_pattern_blocks(keep, res.V, problem.P)
     W = None if res.W is None else spread_pattern_blocks(keep, res.W, problem.P)
     cert = Certificate(primal=float(problem.objective(V, W).sum()), dual=res.certificate.dual)
-    info = {k: v for k, v in res.info.items() if k not in ("V_raw", "W_raw", "Nv", "Nw")}
+    info = _outer_info(res.info)
     info["distinct_patterns"] = {"P": problem.P, "distinct": pr.P}
     return SolverResult(V=V, W=W, certificate=cert, n_iter=res.n_iter, converged=cert.relative_gap <= tol,
                         solver=res.solver, history=res.history, info=info)
@@ -530,7 +536,7 @@ def _solve_in_row_space(problem: ConvexProblem, reduced: tuple[ConvexProblem, to
         W = certificates.make_feasible(problem.X, problem.D, Hr, W)
     primal = float(problem.objective(V, W).sum())
     cert = Certificate(primal=primal, dual=res.certificate.dual)
-    info = {k: v for k, v in res.info.items() if k not in ("V_raw", "W_raw", "Nv", "Nw")}
+    info = _outer_info(res.info)
     info["row_space"] = {"d": problem.d, "r": pr.d}
     return SolverResult(V=V, W=W, certificate=cert, n_iter=res.n_iter, converged=cert.relative_gap <= tol,
                         solver=res.solver, history=res.history, info=info)

@@ -1195,10 +1195,11 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
     candidate ∇L(ŷ) is only as accurate as the square root of the primal's, and on ill-conditioned data the
     dual residual grows late): the later point is the better guess of the active set. ``progress`` receives,
     after each certified iterate, the certificate of the best so far (of this column's program, ``column``).
-    ``rounded(x, Λ, μ)``: the relative gap of an iterate once rounded to the caller's precision
-    (:func:`_rounded_column_gap`); it replaces the float64 gap of the iterates that reach ``gap_tol``, in the choice
-    of the best and in the stopping rule (closer to the optimum, an iterate comes closer to the faces, and rounding
-    it can cost more: chess standardised in float32, gap 1.5e-6 → 2.5e-3 rounded, 9e-6 → 1.2e-5).
+    ``rounded(x, Λ, μ)``: the certificate of an iterate once rounded to the caller's precision
+    (:func:`_rounded_column_certificate`); for the iterates that reach ``gap_tol`` it replaces the float64 one where
+    its gap is larger, in the choice of the best, the stopping rule and ``progress`` (closer to the optimum, an
+    iterate comes closer to the faces, and rounding it can cost more: chess standardised in float32, gap 1.5e-6 →
+    2.5e-3 rounded, 9e-6 → 1.2e-5).
     """
     X = col.X
     n, d, nb = col.n, col.d, col.nb
@@ -1304,14 +1305,17 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
             if dv > dual:
                 dual, lam, mu_c = dv, cand, mu_v
         gap = (prim - dual) / max(abs(prim), 1e-300)
+        cert = (float(prim), float(dual))
         if rounded is not None and gap <= gap_tol:
-            gap = max(gap, rounded(x, lam, mu_c))
+            r = rounded(x, lam, mu_c)  # as the caller will get it: rounded to its precision
+            if r.relative_gap > gap:
+                cert, gap = (r.primal, r.dual), r.relative_gap
         t0 = info.tick("ipm certificate", t0)
         if prim < lowest[0]:
             lowest = (float(prim), x, mu)
         if gap < best[0]:
             best = (gap, x, mu, s, lam, mu_c)
-            best_cert = (float(prim), float(dual))
+            best_cert = cert
             since_best = 0
         else:
             since_best += 1
@@ -1650,15 +1654,16 @@ def _column_gap(col: _Column, x: torch.Tensor, mu: torch.Tensor, nnls_method: st
     return cert.relative_gap
 
 
-def _rounded_column_gap(col: _Column, out: _Column, x: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor) -> float:
-    """Relative certificate gap of one column of (C) as polish returns it in a lower precision: x (nb, d) of the
+def _rounded_column_certificate(col: _Column, out: _Column, x: torch.Tensor, lam: torch.Tensor,
+                                mu: torch.Tensor) -> Certificate:
+    """The certificate of one column of (C) as polish returns it in a lower precision: x (nb, d) of the
     float64 column ``col`` rounded to the precision of ``out`` (the same column of the caller's program), lifted
     and made feasible there; its objective in float64; the bound of the float64 solution's Λ (n,) and μ (nb, n)
     (:func:`_relu_dual_bound`), which the rounding does not change."""
     V, W, _, _ = out.repaired(_lift_to_cone(out, x.to(out.X.dtype), margin=ROUNDING_MARGIN))
     primal = col.fval(torch.cat([V[:, :, 0], W[:, :, 0]]).to(col.X.dtype))
     dual, _ = _relu_dual_bound(col, lam, mu)
-    return (primal - dual) / max(abs(primal), 1e-300)
+    return Certificate(primal=primal, dual=dual)
 
 
 def dual_certificate(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | None = None,
@@ -1913,7 +1918,7 @@ def polish(
             out = _Column(problem, k) if out_dtype != torch.float64 else None
 
             def rounded(x, lam, mu, col=col, out=out):
-                return _rounded_column_gap(col, out, x, lam, mu)
+                return _rounded_column_certificate(col, out, x, lam, mu)
 
             # in a lower precision, the iterates are judged by their certificate once rounded (breast cancer
             # standardised, float32, tol 1e-5: 9.5e-6 in float64 is 1.4e-5 rounded)
@@ -1956,8 +1961,8 @@ def polish(
                     # rounded to the caller's precision, a point on a degenerate vertex (many rows at zero slack) can
                     # cost far more than an interior one: the column keeps whichever rounds better
                     lam_a = losses.grad(col.loss, col.pred(solver2.x)[:, None], col.y[:, None])[:, 0]
-                    if _rounded_column_gap(col, out, xi, lami, muc) < _rounded_column_gap(
-                            col, out, solver2.x, lam_a, solver2.multipliers_dense()):
+                    if rounded(xi, lami, muc).relative_gap < rounded(solver2.x, lam_a,
+                                                                     solver2.multipliers_dense()).relative_gap:
                         info.notes.append(f"active-set: its point rounds to {out_dtype} worse than the interior-point "
                                           "one, which is kept")
                         solver2 = None
