@@ -3,19 +3,21 @@
 For every PMLB table in ``../shared/data/pmlb`` (at most ``--n`` rows, drawn with seed 0) and four of
 scikit-learn's built-in data sets (diabetes, breast cancer, wine, iris), ``ConvexReLURegressor`` (regression)
 or ``ConvexReLUClassifier`` (binary and multi-class; ``--loss``) with default parameters except ``random_state=0``,
-``n_threads=--threads``, ``max_time=--max-time`` (and ``--dtype``, ``--tol``: float64, 1e-6 by default), fitted on X
-as it is ("raw") and on X with every non-constant column standardised ("std"). Recorded per fit: wall time, the
-certificate's relative gap, the objective, whether it reached ``tol`` without a ConvergenceWarning, the warnings'
-text, the training score.
+``n_threads=--threads`` (0: None, the default), ``max_time=--max-time`` (and ``--dtype``, ``--tol``: float64, 1e-6 by
+default), fitted on X as it is ("raw") and on X with every non-constant column standardised ("std"). Recorded per
+fit: wall time, the certificate's relative gap, the objective, whether it reached ``tol`` without a
+ConvergenceWarning, the warnings' text, the training score.
 
     python benchmarks/bench_defaults.py --out results/defaults.json
     python benchmarks/bench_defaults.py --loss logistic --tasks binary multiclass --out results/defaults_logistic.json
     python benchmarks/bench_defaults.py --dtype float32 --tol 1e-5 --scales std --out results/defaults_f32.json
+    python benchmarks/bench_defaults.py --threads 0 --tasks multiclass --out results/defaults_multiclass.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 import warnings
 
@@ -46,7 +48,7 @@ def datasets(n_max: int, only: list[str] | None):
         yield name, task, X, y
 
 
-def fit_one(X: np.ndarray, y: np.ndarray, task: str, threads: int, max_time: float, loss: str,
+def fit_one(X: np.ndarray, y: np.ndarray, task: str, threads: int | None, max_time: float, loss: str,
             dtype: str = "float64", tol: float = 1e-6) -> dict:
     est = (ConvexReLURegressor if task == "regression" else ConvexReLUClassifier)(
         random_state=0, n_threads=threads, max_time=max_time, dtype=dtype, tol=tol,
@@ -73,7 +75,9 @@ def fit_one(X: np.ndarray, y: np.ndarray, task: str, threads: int, max_time: flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=600, help="rows per data set at most (random subset, seed 0)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="n_threads of every fit; 0: none named, the estimators' default (small programs: one torch "
+                         "thread, their output columns side by side on the machine's other cores)")
     ap.add_argument("--max-time", type=float, default=120.0, help="max_time of each fit (seconds)")
     ap.add_argument("--only", nargs="*", help="data set names to run (default: all)")
     ap.add_argument("--loss", choices=("squared", "logistic", "hinge"), default="squared",
@@ -85,16 +89,18 @@ def main() -> None:
     ap.add_argument("--scales", nargs="*", choices=("raw", "std"), default=["raw", "std"])
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    threads = args.threads or None
+    if threads is not None:
+        torch.set_num_threads(threads)
     rows = []
-    with threadpool_limits(args.threads):
+    with threadpool_limits(threads) if threads is not None else contextlib.nullcontext():
         for name, task, X, y in datasets(args.n, args.only):
             if task not in args.tasks:
                 continue
             for scale in args.scales:
                 Xs = standardise(X) if scale == "std" else X
                 rec = {"data": name, "task": task, "scale": scale, "n": X.shape[0], "d": X.shape[1],
-                       **fit_one(Xs, y, task, args.threads, args.max_time, args.loss, args.dtype, args.tol)}
+                       **fit_one(Xs, y, task, threads, args.max_time, args.loss, args.dtype, args.tol)}
                 rows.append(rec)
                 print(f"{name:22s} {scale:4s} n={X.shape[0]:5d} d={X.shape[1]:3d} {rec['seconds']:7.2f} s  "
                       f"gap {rec.get('relative_gap', float('nan')):.1e}  certified {rec['certified']}", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from collections.abc import Iterator
 
@@ -38,21 +39,39 @@ def default_num_threads(work: float | None = None) -> int:
     return max(1, min(torch.get_num_threads(), available_cores()))
 
 
+# the cores the enclosing num_threads context lets a fit use (1 outside any): independent output columns may run
+# on those its torch threads leave idle (:func:`column_workers`)
+_CORES: contextvars.ContextVar[int] = contextvars.ContextVar("convexnn_cores", default=1)
+
+
+def column_workers(columns: int) -> int:
+    """How many independent output columns may be solved at once, each on its own thread: the cores of the enclosing
+    :func:`num_threads` context divided by the torch threads each column would use, at most ``columns``; 1 outside
+    such a context. A small multi-class program fitted without ``n_threads`` on two cores runs one torch thread
+    (:data:`SMALL_WORK`) and two columns at a time: optdigits (600 rows standardised, 10 classes, 100 patterns),
+    four columns of its interior-point method 22.7 s one after the other, 14.4 s two at a time."""
+    return max(1, min(columns, _CORES.get() // max(1, torch.get_num_threads())))
+
+
 @contextlib.contextmanager
 def num_threads(n: int | None, work: float | None = None) -> Iterator[int]:
     """Temporarily set the thread count of torch and of the BLAS libraries loaded beside it (SciPy's, used for
     some factorizations; through threadpoolctl). ``None``: :func:`default_num_threads` for a program of this
-    ``work``."""
+    ``work``; the cores left idle by a small program's single thread may then run its output columns side by side
+    (:func:`column_workers`). A count ``n`` the user names is the number of threads in all."""
     if n is not None and (not isinstance(n, int | type(None)) or isinstance(n, bool) or n < 1):
         raise ValueError(f"n_threads must be a positive integer or None, got {n!r}")
     previous = torch.get_num_threads()
     wanted = default_num_threads(work) if n is None else int(n)
+    cores = default_num_threads() if n is None else int(n)  # what the fit may use in all
     if wanted != previous:
         torch.set_num_threads(wanted)
+    token = _CORES.set(max(cores, wanted))
     try:
         with threadpool_limits(wanted, user_api="blas"):
             yield wanted
     finally:
+        _CORES.reset(token)
         if torch.get_num_threads() != previous:
             torch.set_num_threads(previous)
 

@@ -441,8 +441,9 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
     random_state : seed of the sampled gates (None means seed 0: fits are reproducible).
     device, dtype : where and in which precision the solver runs ("cpu", "cuda"; "float32", "float64").
     n_threads : threads of torch and of SciPy's BLAS during fit (None: one for small programs, n·d·P below
-        ``convexnn._config.SMALL_WORK`` = 5e6, where more threads only slow the small tensor operations down;
-        otherwise torch's default capped at the cores available).
+        ``convexnn._config.SMALL_WORK`` = 5e6, where more threads only slow the small tensor operations down, with
+        the output columns of a multi-class or multi-output fit polished side by side on the other cores; otherwise
+        torch's default capped at the cores available). A count named here is the number of threads in all.
     warm_start : when refitting a fitted estimator on the same data (e.g. with another alpha), keep its
         gates and start the first-order solver from the previous solution (programs the interior-point method
         takes directly start from its own point).

@@ -108,3 +108,48 @@ def test_column_generation_and_adam_baselines_use_the_small_program_default(two_
     train_adam(X, y, width=8, alpha=1e-3, loss="squared", epochs=5, seed=0, n_threads=2)
     assert seen == [("adcg", 1), ("adam", 1), ("adam", 2)]
     assert torch.get_num_threads() == 2
+
+
+def test_output_columns_run_side_by_side_only_on_cores_the_threads_leave_idle(two_torch_threads):
+    """column_workers: a small program without n_threads (one torch thread) may run its columns on the other cores;
+    a large one (torch on every core), a count the user names (threads in all), or no num_threads context: one
+    column at a time."""
+    from convexnn._config import column_workers
+
+    assert column_workers(10) == 1
+    with num_threads(None, work=SMALL_WORK / 10):
+        assert column_workers(10) == min(2, available_cores())
+        assert column_workers(1) == 1
+    with num_threads(None, work=SMALL_WORK * 10):
+        assert column_workers(10) == 1
+    for n in (1, 2):
+        with num_threads(n, work=1.0):
+            assert column_workers(10) == 1
+    assert column_workers(10) == 1
+
+
+def test_a_default_multiclass_fit_polishes_its_columns_on_the_idle_cores(two_torch_threads, monkeypatch):
+    """ConvexReLUClassifier without n_threads on wine (three classes, a small program) hands polish two workers where
+    two cores are free, and gives the same network as with n_threads=1 (one column at a time)."""
+    import importlib
+
+    from sklearn.datasets import load_wine
+
+    from convexnn import ConvexReLUClassifier
+
+    polish_mod = importlib.import_module("convexnn.solvers.polish")
+    seen = []
+    real = polish_mod.column_workers
+
+    def column_workers(columns):
+        seen.append(real(columns))
+        return seen[-1]
+
+    monkeypatch.setattr(polish_mod, "column_workers", column_workers)
+    X, y = load_wine(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    a = ConvexReLUClassifier(n_patterns=10, random_state=0).fit(X, y)
+    assert seen and max(seen) == min(2, available_cores())
+    b = ConvexReLUClassifier(n_patterns=10, random_state=0, n_threads=1).fit(X, y)
+    assert seen[-1] == 1
+    assert np.array_equal(a.blocks_, b.blocks_) and a.certificate_.relative_gap <= a.tol

@@ -573,3 +573,108 @@ def test_batched_working_set_algebra_matches_one_block_at_a_time(breast_cancer):
             want[b] += torch.linalg.lstsq(col.G(b)[rows], (tgt - s)[rows, None], driver="gelsd").solution[:, 0]
     assert bool((want != on).any())
     assert torch.allclose(polish_mod._lift_to_cone(col, on), want, rtol=1e-10, atol=1e-12 * float(on.abs().max()))
+
+
+def _wine_one_vs_rest(gates=10):
+    """sklearn's wine (178 × 13, standardised) with ±1 one-vs-rest targets for its three classes, (C)."""
+    from sklearn.datasets import load_wine
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_wine(return_X_y=True)
+    Xa = add_intercept(StandardScaler().fit_transform(X))
+    Y = 2.0 * (y[:, None] == [0, 1, 2]) - 1.0
+    D, H = patterns_from_gates(Xa, sample_gates(Xa.shape[1], gates, 0))
+
+    def t(a):
+        return torch.as_tensor(a, dtype=torch.float64)
+
+    return ConvexProblem(t(Xa), t(Y), t(D), t(H), ALPHA, "squared", "relu")
+
+
+@pytest.mark.parametrize("gap_target", [1e-6, None])
+def test_output_columns_polished_side_by_side_give_the_same_result(gap_target):
+    """Three one-vs-rest columns polished on two worker threads (interior point to the target, or then the active-set
+    phase too) against one after the other: the same blocks bit for bit, the same certificate and counts, the same
+    progress records per column, and ``ipm_iteration`` counting all columns' iterations in increasing order."""
+    pb = _wine_one_vs_rest()
+    zero = pb.zeros()
+    runs = {}
+    for workers in (1, 2):
+        records = []
+        V, W, cert, info = polish(pb, zero, zero.clone(), method="ipm", gap_target=gap_target, return_info=True,
+                                  workers=workers, progress=records.append)
+        runs[workers] = (V, W, cert, info, records)
+    (V1, W1, c1, i1, r1), (V2, W2, c2, i2, r2) = runs[1], runs[2]
+    assert torch.equal(V1, V2) and torch.equal(W1, W2)
+    assert (c1.primal, c1.dual) == (c2.primal, c2.dual) and c1.relative_gap <= 1e-6
+    for name in ("method", "ipm_iterations", "newton_iterations", "rows_added", "rows_released", "ipm_gap",
+                 "converged", "notes"):
+        assert getattr(i1, name) == getattr(i2, name), name
+    assert i1.ipm_iterations > 3 * 5  # every column ran the interior-point method
+    if gap_target is None:
+        assert i1.method == "ipm+active-set" and i1.newton_iterations > 0
+
+    def per_column(records):
+        return {k: [(r["primal"], r["dual"]) for r in records if r["column"] == k] for k in range(pb.K)}
+
+    assert per_column(r1) == per_column(r2) and all(per_column(r2).values())
+    its = [r["ipm_iteration"] for r in r2]
+    assert its == sorted(its) and its[-1] <= i2.ipm_iterations
+
+
+def test_an_interrupted_column_stops_the_others():
+    """When one column raises (KeyboardInterrupt from a progress callback), the columns still running see the
+    deadline passed at their next check, the exception reaches the caller, and no worker thread is left."""
+    import importlib
+    import threading
+
+    polish_mod = importlib.import_module("convexnn.solvers.polish")
+    deadline = polish_mod._Deadline(None)
+    saw_stop = threading.Event()
+    started = threading.Event()
+
+    def column(k, info, progress):
+        if k == 0:
+            started.wait(5.0)  # column 1 is running
+            raise KeyboardInterrupt
+        started.set()
+        t_end = time.perf_counter() + 30.0
+        while time.perf_counter() < t_end:
+            if deadline.passed():
+                saw_stop.set()
+                return True
+            time.sleep(0.001)
+        return True
+
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        polish_mod._polish_columns_parallel(column, [0, 1, 2], 2, polish_mod.PolishInfo(), deadline, None)
+    assert saw_stop.is_set() and time.perf_counter() - t0 < 25.0
+    assert not [t for t in threading.enumerate() if t.name.startswith("convexnn-polish")]
+    # and from a real polish: the interrupt raised by the progress callback of one column propagates
+    pb = _wine_one_vs_rest()
+    zero = pb.zeros()
+
+    def progress(rec):
+        if rec["column"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        polish(pb, zero, zero.clone(), method="ipm", workers=2, progress=progress)
+    assert not [t for t in threading.enumerate() if t.name.startswith("convexnn-polish")]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="workers must be a positive integer"):
+            polish(pb, zero, zero.clone(), workers=bad)
+
+
+def test_hinge_columns_side_by_side_give_the_same_result():
+    """The hinge loss's columns (barrier method, reduced Newton) on two worker threads against one after the other:
+    the same blocks and certificate; the info names the hinge method."""
+    pb = _wine_one_vs_rest(gates=6)
+    pb = ConvexProblem(pb.X[::2], pb.Y[::2], pb.D[::2], pb.H, pb.alpha, "hinge", "relu")
+    zero = pb.zeros()
+    V1, W1, c1, i1 = polish(pb, zero, zero.clone(), return_info=True, workers=1)
+    V2, W2, c2, i2 = polish(pb, zero, zero.clone(), return_info=True, workers=2)
+    assert torch.equal(V1, V2) and torch.equal(W1, W2) and (c1.primal, c1.dual) == (c2.primal, c2.dual)
+    assert i1.method == i2.method == "hinge barrier+reduced newton" and i1.converged == i2.converged
+    assert c1.relative_gap <= 1e-5

@@ -3,7 +3,8 @@
 First-order solvers (ADMM, FISTA) reach a few digits quickly and crawl after that. Like OSQP's
 "solution polishing", :func:`polish` takes such an approximate solution, guesses which blocks are
 non-zero (the *support*) and, for (C), which cone rows each block touches (its *working set*), and
-solves the remaining smooth problem by Newton's method. Each output column k is solved on its own.
+solves the remaining smooth problem by Newton's method. Each output column k is solved on its own (several at
+once on worker threads where the caller's thread settings leave cores idle: :func:`polish`'s ``workers``).
 
 Reduced problem. For a support block b with working set A_b (rows r with (G_i v_b)_r = 0, kept linearly
 independent) the block lives in the null space of X_{A_b}: v_b = N_b z_b with N_b an orthonormal basis
@@ -73,13 +74,16 @@ Computations run in float64 (a float32 problem is polished in a float64 copy and
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from convexnn._config import column_workers
 from convexnn.ops import certificates, losses, operators
 from convexnn.solvers.linsys import lstsq, shifted_cholesky
 from convexnn.solvers.problem import Certificate, ConvexProblem
@@ -133,6 +137,22 @@ def _gib(b: float) -> str:
     return f"{b / 2**10:.0f} KiB"
 
 
+class _Deadline:
+    """The wall-clock end of a :func:`polish` call (``time.perf_counter`` seconds, None: none), which another
+    thread can also bring forward (:meth:`stop`): when output columns run in parallel and one of them raises
+    (e.g. KeyboardInterrupt from a progress callback), the others end at their next check."""
+
+    def __init__(self, at: float | None) -> None:
+        self.at = at
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def passed(self) -> bool:
+        return self._stop.is_set() or (self.at is not None and time.perf_counter() > self.at)
+
+
 @dataclass
 class PolishInfo:
     """Diagnostics of one call of :func:`polish` (summed over output columns)."""
@@ -156,6 +176,22 @@ class PolishInfo:
         t = time.perf_counter()
         self.timings[key] = self.timings.get(key, 0.0) + t - t0
         return t
+
+    def absorb(self, col: PolishInfo, method: str) -> None:
+        """Take in the diagnostics of one output column run on its own ``col`` (started with ``method``), as if
+        it had run on this one after the columns before it: counts, timings and notes add up, a method the column
+        set replaces this one's, ``converged`` holds for all, ``ipm_gap`` is the worst column's."""
+        if col.method != method:
+            self.method = col.method
+        for name in ("newton_iterations", "ipm_iterations", "rows_added", "rows_released", "blocks_entered",
+                     "blocks_dropped"):
+            setattr(self, name, getattr(self, name) + getattr(col, name))
+        if col.ipm_iterations > 0 or col.ipm_gap != math.inf:
+            self.ipm_gap = col.ipm_gap if self.ipm_gap == math.inf else max(self.ipm_gap, col.ipm_gap)
+        self.converged = self.converged and col.converged
+        for key, sec in col.timings.items():
+            self.timings[key] = self.timings.get(key, 0.0) + sec
+        self.notes.extend(col.notes)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -541,7 +577,7 @@ class _ActiveSet:
         return M
 
     def run(self, max_newton: int = 300, gtol: float = 1e-13, drop_tol: float = 1e-12,
-            enter_tol: float = 1e-12, max_changes: int | None = None, deadline: float | None = None,
+            enter_tol: float = 1e-12, max_changes: int | None = None, deadline: _Deadline | None = None,
             stall_tol: float = 1e-6) -> bool:
         """Iterate until the KKT conditions hold (returns True) or the budget is spent (False).
 
@@ -556,7 +592,7 @@ class _ActiveSet:
         gmax = 0.0
         self._last_added = 0
         for _ in range(max_newton):
-            if deadline is not None and time.perf_counter() > deadline:
+            if deadline is not None and deadline.passed():
                 info.notes.append("active-set: time limit")
                 return False
             if max_changes is not None and changes > max_changes:
@@ -1172,7 +1208,7 @@ def _ipm_direction(system: _IPMSystem, col: _Column, rd: torch.Tensor, rp: torch
 
 
 def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 80,
-         deadline: float | None = None, beta: float = 0.3, split_steps: bool = True, refine_steps: int = 20,
+         deadline: _Deadline | None = None, beta: float = 0.3, split_steps: bool = True, refine_steps: int = 20,
          eta_step: float = 0.99, progress: Callable[[dict], None] | None = None, column: int = 0,
          correctors: int | None = None, rounded: Callable[..., float] | None = None,
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, torch.Tensor | None, torch.Tensor,
@@ -1240,7 +1276,7 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
 
     t0 = time.perf_counter()
     for _ in range(max_iter):
-        if deadline is not None and time.perf_counter() > deadline:
+        if deadline is not None and deadline.passed():
             info.notes.append("ipm: time limit")
             break
         info.ipm_iterations += 1
@@ -1351,7 +1387,7 @@ def _smooth_hinge(r: torch.Tensor, c: float) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_iter: int = 200,
-                   deadline: float | None = None, beta: float = 0.3, shrink: float = 0.1, refine: int = 3,
+                   deadline: _Deadline | None = None, beta: float = 0.3, shrink: float = 0.1, refine: int = 3,
                    cone_weight: float = 0.01, finish=None, finish_from: float = 1e-4, finish_tol: float = 1e-11,
                    late_finish: float = 1e-2,
                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, float]:
@@ -1415,7 +1451,7 @@ def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_i
     newton = 0
     t0 = time.perf_counter()
     while newton < max_iter:
-        if deadline is not None and time.perf_counter() > deadline:
+        if deadline is not None and deadline.passed():
             info.notes.append("hinge barrier: time limit")
             break
         # ---- centering: Newton's method on φ_τ
@@ -1720,6 +1756,37 @@ def dual_certificate(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | 
 # the entry point
 
 
+def _polish_columns_parallel(polish_column: Callable[[int, PolishInfo, Callable | None], bool], columns: list[int],
+                             workers: int, info: PolishInfo, deadline: _Deadline,
+                             progress: Callable[[dict], None] | None) -> list[bool]:
+    """Run ``polish_column(k, its own PolishInfo, progress)`` for every k of ``columns`` on ``workers`` threads; the
+    columns' diagnostics are then absorbed into ``info`` in column order. ``progress`` is called one record at a
+    time, with ``ipm_iteration`` the total over the columns. If a column raises (or the wait is interrupted), the
+    others are stopped at their next deadline check and the exception propagates."""
+    infos = {k: PolishInfo(method=info.method) for k in columns}
+    lock = threading.Lock()
+    base = info.ipm_iterations
+
+    def column_progress(rec: dict) -> None:
+        with lock:
+            progress({**rec, "ipm_iteration": base + sum(i.ipm_iterations for i in infos.values())})
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="convexnn-polish") as pool:
+        futures = [pool.submit(polish_column, k, infos[k], None if progress is None else column_progress)
+                   for k in columns]
+        try:
+            ran = [f.result() for f in futures]
+        except BaseException:
+            deadline.stop()
+            for f in futures:
+                f.cancel()
+            raise
+    start = info.method
+    for k in columns:
+        info.absorb(infos[k], start)
+    return ran
+
+
 def polish(
     problem: ConvexProblem,
     V: torch.Tensor,
@@ -1745,6 +1812,7 @@ def polish(
     ipm_max_flops: float = IPM_MAX_FLOPS,
     return_info: bool = False,
     progress: Callable[[dict], None] | None = None,
+    workers: int | None = None,
 ):
     """Polish an approximate solution of (C) (V, W) or (G) (V = U, W = None) to near machine precision.
 
@@ -1782,6 +1850,12 @@ def polish(
         the best iterate so far (what the method returns if stopped there): a dict with ``stage`` ("ipm"),
         ``column``, ``ipm_iteration`` (counted over columns), and that column's program's ``primal``, ``dual``,
         ``gap``, ``relative_gap`` ((C) separates over output columns).
+    workers : output columns polished at once, each in its own thread (CPU only). None:
+        :func:`convexnn._config.column_workers`, i.e. the cores that the enclosing ``num_threads`` context allows
+        beyond its torch threads (an estimator's fit of a small program on two cores: two), at most as many as fit in
+        ``memory_limit``. Each column's result is the same either way (each runs the same operations on one thread);
+        ``progress`` is then called from the worker threads, one call at a time, and its ``ipm_iteration`` counts the
+        iterations of all columns so far.
 
     Returns
     -------
@@ -1793,10 +1867,10 @@ def polish(
     t_start = time.perf_counter()
     info = PolishInfo()
     pb = problem
-    deadline = None if max_time is None else t_start + max_time
+    deadline = _Deadline(None if max_time is None else t_start + max_time)
 
     def out_of_time() -> bool:
-        return deadline is not None and time.perf_counter() > deadline
+        return deadline.passed()
 
     def done(result):
         info.seconds = time.perf_counter() - t_start
@@ -1810,6 +1884,8 @@ def polish(
         return done(None)
     if method not in ("auto", "active-set", "ipm"):
         raise ValueError(f"unknown method {method!r}: expected 'auto', 'active-set' or 'ipm'")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
     relu = pb.kind == "relu"
     if relu and W is None:
         raise ValueError("kind='relu' needs both V and W")
@@ -1846,39 +1922,45 @@ def polish(
     if pb.loss == "hinge":
         info.method = "hinge barrier+reduced newton"
         Lam = pb.X.new_zeros((pb.n, K))
-        for k in range(K):
-            col = _Column(pb, k)
 
-            def finish(x, mu, u, tau, col=col):
-                # two partitions of the samples: a wide and a narrow band of kinks |1 − y a| ≤ f·√(nτ)
-                t0 = time.perf_counter()
-                out = (x, mu, u, math.inf)
-                for thr_factor in (10.0, 1.0):
-                    x2, p2, mu2 = _hinge_reduced(col, x, mu, u, tau, info, thr_factor=thr_factor)
-                    gap2 = _hinge_gap(col, x2, mu2, p2 / col.n)
-                    if gap2 < out[3]:
-                        out = (x2, mu2, p2 / col.n, gap2)
-                    if gap2 <= 1e-11:
-                        break
-                info.tick("reduced newton", t0)
-                return out
+    def hinge_column(k: int, info: PolishInfo, progress: Callable[[dict], None] | None) -> bool:
+        """Output column k of a hinge-loss program: barrier method, then Newton on the identified reduced problem;
+        its blocks, multipliers and Λ into Vo, Wo, Mu_v, Mu_w and Lam, its diagnostics into ``info``."""
+        col = _Column(pb, k)
 
-            x, mu, u, _ = _hinge_barrier(col, info, gap_tol=hinge_gap, max_iter=hinge_max_iter,
-                                         deadline=deadline, finish=finish)
-            gap = _hinge_gap(col, x, mu, u)
-            info.converged = info.converged and gap <= 1e-8
-            Lam[:, k] = -u * col.y
-            if relu:
-                Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
-                Mu_v[:, :, k], Mu_w[:, :, k] = mu[:P].T, mu[P:].T
-            else:
-                Vo[:, :, k] = x
+        def finish(x, mu, u, tau):
+            # two partitions of the samples: a wide and a narrow band of kinks |1 − y a| ≤ f·√(nτ)
+            t0 = time.perf_counter()
+            out = (x, mu, u, math.inf)
+            for thr_factor in (10.0, 1.0):
+                x2, p2, mu2 = _hinge_reduced(col, x, mu, u, tau, info, thr_factor=thr_factor)
+                gap2 = _hinge_gap(col, x2, mu2, p2 / col.n)
+                if gap2 < out[3]:
+                    out = (x2, mu2, p2 / col.n, gap2)
+                if gap2 <= 1e-11:
+                    break
+            info.tick("reduced newton", t0)
+            return out
+
+        x, mu, u, _ = _hinge_barrier(col, info, gap_tol=hinge_gap, max_iter=hinge_max_iter,
+                                     deadline=deadline, finish=finish)
+        gap = _hinge_gap(col, x, mu, u)
+        info.converged = info.converged and gap <= 1e-8
+        Lam[:, k] = -u * col.y
+        if relu:
+            Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
+            Mu_v[:, :, k], Mu_w[:, :, k] = mu[:P].T, mu[P:].T
+        else:
+            Vo[:, :, k] = x
+        return True
+
     use_ipm_first = Lam is None and relu and (method == "ipm" or (
         method == "auto" and certificate is not None and certificate.relative_gap > ipm_threshold))
-    info.method = "ipm+active-set" if use_ipm_first else "active-set"
+    if Lam is None:  # (the hinge loss's method is named above)
+        info.method = "ipm+active-set" if use_ipm_first else "active-set"
     ipm_lams: dict[int, torch.Tensor] = {}  # columns certified by the interior-point method: its Λ
 
-    def active_set(col: _Column, x: torch.Tensor, Wk: torch.Tensor | None,
+    def active_set(info: PolishInfo, col: _Column, x: torch.Tensor, Wk: torch.Tensor | None,
                    mu: torch.Tensor | None = None) -> _ActiveSet | None:
         """The active-set method from (x, Wk), or None (with a note) when it would not fit in memory."""
         nsup = int((torch.linalg.vector_norm(x, dim=1) > 0).sum())
@@ -1893,7 +1975,10 @@ def polish(
         """Whether an active-set run ``new`` replaces ``old``: it converged, or it ended lower."""
         return old is None or new_ok or new.col.fval(new.x) < old.col.fval(old.x)
 
-    for k in range(K if Lam is None else 0):
+    def polish_column(k: int, info: PolishInfo, progress: Callable[[dict], None] | None) -> bool:
+        """Output column k ((C) and (G) separate over columns): its blocks and multipliers into Vo, Wo, Mu_v, Mu_w
+        (its Λ into ``ipm_lams`` where the interior-point method certified it), its diagnostics into ``info``;
+        False when no method could run on it."""
         col = _Column(pb, k)
         x0 = torch.cat([V[:, :, k], W[:, :, k]]) if relu else V[:, :, k].clone()
         mu0 = None
@@ -1906,7 +1991,7 @@ def polish(
             t0 = time.perf_counter()
             x, Wk = _initial_working_sets(col, x0, mu0, act_tol, support_tol, info)
             t0 = info.tick("initial guess", t0)
-            solver = active_set(col, x, Wk)
+            solver = active_set(info, col, x, Wk)
             if solver is not None:
                 ok = solver.run(max_newton=max_newton, gtol=tol, deadline=deadline,
                                 max_changes=None if not relu else 4 * col.nb + 50)
@@ -1939,7 +2024,7 @@ def polish(
                 t0 = time.perf_counter()
                 x, Wk = _initial_working_sets(col, xs, ms, act_tol, support_tol, info)
                 t0 = info.tick("initial guess", t0)
-                attempt = active_set(col, x, Wk, ms)
+                attempt = active_set(info, col, x, Wk, ms)
                 if attempt is None:
                     break
                 ok_a = attempt.run(max_newton=max_newton, gtol=tol, deadline=deadline)
@@ -1976,10 +2061,9 @@ def polish(
                 if lami is not None:
                     ipm_lams[k] = lami
                 info.converged = info.converged and certified
-                continue
+                return True
         if solver is None:  # nothing could run on this column
-            info.converged = False
-            return done(None)
+            return False
         info.converged = info.converged and ok
         x = _lift_to_cone(col, solver.x)
         if relu:
@@ -1988,6 +2072,29 @@ def polish(
             Mu_v[:, :, k], Mu_w[:, :, k] = Mk[:P].T, Mk[P:].T
         else:
             Vo[:, :, k] = x
+        return True
+
+    if workers is None:
+        workers = column_workers(K)
+    if workers > 1 and pb.X.device.type == "cpu":
+        # one column's methods in memory per worker
+        hinge_or_ipm = pb.loss == "hinge" or (relu and method != "active-set")
+        per_column = max(ipm_bytes if hinge_or_ipm else 0.0, active_set_bytes(pb.n, pb.d, 2 * P if relu else P))
+        workers = min(workers, K, max(1, int(memory_limit // max(per_column, 1.0))))
+    else:
+        workers = 1
+    column = hinge_column if Lam is not None else polish_column
+    if workers == 1:
+        ran = []
+        for k in range(K):
+            ran.append(column(k, info, progress))
+            if not ran[-1]:
+                break
+    else:
+        ran = _polish_columns_parallel(column, list(range(K)), workers, info, deadline, progress)
+    if not all(ran):  # no method could run on a column
+        info.converged = False
+        return done(None)
     t0 = time.perf_counter()
     if Lam is None and (ipm_lams or out_dtype != torch.float64):
         # the loss-dual candidate: the interior-point method's Λ where it certified a column, else ∇L at the
