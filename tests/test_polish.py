@@ -363,6 +363,53 @@ def test_ipm_newton_system_against_dense(breast_cancer, rows, gates):
     assert float((got - ref).abs().max()) <= 1e-8 * float(ref.abs().max())
 
 
+@pytest.mark.parametrize("which", ["M", "K"])
+@pytest.mark.parametrize(("rows", "gates"), [(60, 8), (200, 3)])
+def test_ipm_newton_system_when_a_factorization_needs_a_shift(breast_cancer, monkeypatch, rows, gates, which):
+    """When M = S_v⁻¹ + S_w⁻¹ or K (the n×n or (P·d)² matrix) fails to factor (rounding, next to a nearly singular
+    S_b or with columns of X on very different scales: adult standardised and raw, hinge loss, one thread),
+    _IPMSystem factors it with a small shift instead of giving up (K: each diagonal entry raised by a relative
+    1e-14), and the refined solve still matches a dense solve of FᵀΛF + blockdiag S. The failure is simulated: the
+    first, unshifted attempt is reported as failed."""
+    pm = sys.modules["convexnn.solvers.polish"]
+    pb = _small_relu(breast_cancer, "squared", rows, gates)
+    col = pm._Column(pb, 0)
+    n, d, nb = pb.n, pb.d, col.nb
+    calls = []
+    if which == "M":
+        real_cholesky_ex = torch.linalg.cholesky_ex
+
+        def cholesky_ex(A, *args, **kwargs):
+            L, info = real_cholesky_ex(A, *args, **kwargs)
+            if A.dim() == 3 and A.shape[0] == pb.P and not calls:  # M's first, unshifted factorization
+                calls.append(A.shape)
+                info = torch.ones_like(info)
+            return L, info
+
+        monkeypatch.setattr(torch.linalg, "cholesky_ex", cholesky_ex)
+    else:
+        class FailingOnce(pm._Chol):
+            def __init__(self, K):
+                super().__init__(K)
+                if not calls:
+                    calls.append(float(K.diagonal().max()))
+                    self.ok = False
+
+        monkeypatch.setattr(pm, "_Chol", FailingOnce)
+    gen = torch.Generator().manual_seed(2)
+    A = torch.randn((nb, d, d), generator=gen, dtype=torch.float64)
+    S = A @ A.transpose(1, 2) + 0.1 * torch.eye(d, dtype=torch.float64)
+    lam = torch.rand(n, generator=gen, dtype=torch.float64) / n
+    system = pm._IPMSystem(col, S, lam)
+    assert calls and system.ok
+    F = torch.cat([col.F(b) for b in range(nb)], dim=1)
+    Hd = F.T @ (lam[:, None] * F) + torch.block_diag(*S)
+    r = torch.randn((nb, d), generator=gen, dtype=torch.float64)
+    ref = torch.linalg.solve(Hd, r.reshape(-1)).reshape(nb, d)
+    got = system.solve(r, refine=2)
+    assert float((got - ref).abs().max()) <= 1e-8 * float(ref.abs().max())
+
+
 @pytest.mark.parametrize("chunk", [7, 4096])
 def test_pattern_gram_is_the_masked_gram(chunk):
     """_pattern_gram (pattern pairs × column pairs, no n × P·d array) equals F_vᵀ diag(λ) F_v formed densely,

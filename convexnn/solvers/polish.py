@@ -1005,30 +1005,48 @@ class _IPMSystem:
             return
         Sinv = torch.cholesky_inverse(Lb)
         M = Sinv[:P] + Sinv[P:] if col.relu else Sinv
-        LM, bad = torch.linalg.cholesky_ex(M)
-        if bool(bad.any()):
+        # M is positive definite, but the inverse of a nearly singular S_b (a block the shift above rescued) carries
+        # rounding of the size of its largest entries, and M can then fail to factor: factored with a rounding-level
+        # shift instead (the iterative refinement of :meth:`solve` corrects the direction against the unshifted M).
+        # Seen on adult standardised, hinge loss, one thread: the barrier method stopped at its third Newton step
+        # and the fit ended uncertified (relative gap 0.76); with two BLAS threads the rounding let it through.
+        LM, M, ok = shifted_cholesky(M, (1e-14, 1e-12, 1e-10))
+        if not ok:
             return
         self.S, self.Lb, self.lam = S, Lb, lam
         self.mode = "n" if n <= P * d else "pd"
         Dn = col.pb.D  # (n, P)
         if self.mode == "n":
-            # Z = Λ^½ [D_1 X L_1 … D_P X L_P] (n, P·d) by one product X·[L_1 … L_P] and the pattern mask
-            sl = lam.sqrt()
-            Z = (col.X @ LM.permute(1, 0, 2).reshape(d, P * d)).view(n, P, d) * (Dn * sl[:, None])[:, :, None]
-            K = _gram_rows(Z.reshape(n, P * d))
-            K.diagonal().add_(1.0)
-            self.sl = sl
+            self.sl = lam.sqrt()
         else:
+            self.LM = LM
+
+        def matrix() -> torch.Tensor:
+            if self.mode == "n":
+                # Z = Λ^½ [D_1 X L_1 … D_P X L_P] (n, P·d) by one product X·[L_1 … L_P] and the pattern mask
+                Z = (col.X @ LM.permute(1, 0, 2).reshape(d, P * d)).view(n, P, d) * (Dn * self.sl[:, None])[:, :, None]
+                K = _gram_rows(Z.reshape(n, P * d))
+                K.diagonal().add_(1.0)
+                return K
             K = _pattern_gram(col.X, Dn, lam)  # F_vᵀ Λ F_v, without forming F_v (n, P·d)
-            Minv = torch.cholesky_inverse(LM)  # (P, d, d)
             Kb = K.view(P, d, P, d)
             ip = torch.arange(P, device=K.device)
-            Kb[ip, :, ip, :] += Minv  # + blockdiag(M⁻¹)
-            self.LM = LM
-        self.LK = _Chol(K)
-        if not self.LK.ok:
-            return
-        self.ok = True
+            Kb[ip, :, ip, :] += torch.cholesky_inverse(LM)  # + blockdiag(M⁻¹)
+            return K
+
+        # K is positive definite, yet rounding can defeat its factorization when its scaled condition is beyond
+        # float64 (columns of X on scales 1e5 apart: adult raw, hinge loss, pd mode). Then K is formed again (the
+        # factorization overwrites it) with each diagonal entry raised by a relative 1e-14, 1e-12, 1e-10: a shift
+        # relative to the largest entry would wipe out the small-scale columns. :meth:`solve`'s iterative refinement
+        # corrects the directions against the unshifted system.
+        for shift in (0.0, 1e-14, 1e-12, 1e-10):
+            K = matrix()
+            if shift:
+                K.diagonal().mul_(1.0 + shift)
+            self.LK = _Chol(K)
+            if self.LK.ok:
+                self.ok = True
+                return
 
     def apply(self, v: torch.Tensor) -> torch.Tensor:
         """(FᵀΛF + blockdiag S) v for v (nb, d)."""
