@@ -177,21 +177,21 @@ class PolishInfo:
         self.timings[key] = self.timings.get(key, 0.0) + t - t0
         return t
 
-    def absorb(self, col: PolishInfo, method: str) -> None:
-        """Take in the diagnostics of one output column run on its own ``col`` (started with ``method``), as if
-        it had run on this one after the columns before it: counts, timings and notes add up, a method the column
-        set replaces this one's, ``converged`` holds for all, ``ipm_gap`` is the worst column's."""
-        if col.method != method:
-            self.method = col.method
+    def absorb(self, other: PolishInfo, method: str) -> None:
+        """Take in the diagnostics ``other`` of one output column run on its own (started with ``method``), as if it
+        had run on this info after the columns before it: counts, timings and notes add up, a method the column set
+        replaces this one's, ``converged`` holds for all, ``ipm_gap`` is the worst column's."""
+        if other.method != method:
+            self.method = other.method
         for name in ("newton_iterations", "ipm_iterations", "rows_added", "rows_released", "blocks_entered",
                      "blocks_dropped"):
-            setattr(self, name, getattr(self, name) + getattr(col, name))
-        if col.ipm_iterations > 0 or col.ipm_gap != math.inf:
-            self.ipm_gap = col.ipm_gap if self.ipm_gap == math.inf else max(self.ipm_gap, col.ipm_gap)
-        self.converged = self.converged and col.converged
-        for key, sec in col.timings.items():
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.ipm_iterations > 0 or other.ipm_gap != math.inf:
+            self.ipm_gap = other.ipm_gap if self.ipm_gap == math.inf else max(self.ipm_gap, other.ipm_gap)
+        self.converged = self.converged and other.converged
+        for key, sec in other.timings.items():
             self.timings[key] = self.timings.get(key, 0.0) + sec
-        self.notes.extend(col.notes)
+        self.notes.extend(other.notes)
 
 
 # ----------------------------------------------------------------------------------------------------
