@@ -66,7 +66,7 @@ def num_threads(n: int | None, work: float | None = None) -> Iterator[int]:
     cores = default_num_threads() if n is None else int(n)  # what the fit may use in all
     if wanted != previous:
         torch.set_num_threads(wanted)
-    token = _CORES.set(max(cores, wanted))
+    token = _CORES.set(cores)  # ≥ wanted: default_num_threads(work) is 1 or the same count
     try:
         with threadpool_limits(wanted, user_api="blas"):
             yield wanted

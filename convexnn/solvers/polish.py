@@ -1018,21 +1018,23 @@ class _IPMSystem:
         Dn = col.pb.D  # (n, P)
         if self.mode == "n":
             self.sl = lam.sqrt()
-        else:
-            self.LM = LM
+            # Z = Λ^½ [D_1 X L_1 … D_P X L_P] (n, P·d) by one product X·[L_1 … L_P] and the pattern mask
+            Z = (col.X @ LM.permute(1, 0, 2).reshape(d, P * d)).view(n, P, d) * (Dn * self.sl[:, None])[:, :, None]
+            Z = Z.reshape(n, P * d)
 
-        def matrix() -> torch.Tensor:
-            if self.mode == "n":
-                # Z = Λ^½ [D_1 X L_1 … D_P X L_P] (n, P·d) by one product X·[L_1 … L_P] and the pattern mask
-                Z = (col.X @ LM.permute(1, 0, 2).reshape(d, P * d)).view(n, P, d) * (Dn * self.sl[:, None])[:, :, None]
-                K = _gram_rows(Z.reshape(n, P * d))
+            def matrix() -> torch.Tensor:
+                K = _gram_rows(Z)
                 K.diagonal().add_(1.0)
                 return K
-            K = _pattern_gram(col.X, Dn, lam)  # F_vᵀ Λ F_v, without forming F_v (n, P·d)
-            Kb = K.view(P, d, P, d)
-            ip = torch.arange(P, device=K.device)
-            Kb[ip, :, ip, :] += torch.cholesky_inverse(LM)  # + blockdiag(M⁻¹)
-            return K
+        else:
+            self.LM = LM
+            Minv = torch.cholesky_inverse(LM)  # (P, d, d)
+            ip = torch.arange(P, device=Minv.device)
+
+            def matrix() -> torch.Tensor:
+                K = _pattern_gram(col.X, Dn, lam)  # F_vᵀ Λ F_v, without forming F_v (n, P·d)
+                K.view(P, d, P, d)[ip, :, ip, :] += Minv  # + blockdiag(M⁻¹)
+                return K
 
         # K is positive definite, yet rounding can defeat its factorization when its scaled condition is beyond
         # float64 (columns of X on scales 1e5 apart: adult raw, hinge loss, pd mode). Then K is formed again (the
@@ -1887,9 +1889,6 @@ def polish(
     pb = problem
     deadline = _Deadline(None if max_time is None else t_start + max_time)
 
-    def out_of_time() -> bool:
-        return deadline.passed()
-
     def done(result):
         info.seconds = time.perf_counter() - t_start
         if return_info:
@@ -2035,7 +2034,7 @@ def polish(
             # best certified one (on degenerate vertices, tic-tac-toe raw, the later point can stall Newton)
             starts = [(xl, mul)] if xl is xi else [(xl, mul), (xi, mui)]
             for j, (xs, ms) in enumerate(starts if not certified else []):
-                if out_of_time():
+                if deadline.passed():
                     break
                 if j:
                     info.notes.append("active-set: started again from the best certified interior-point iterate")
@@ -2140,7 +2139,7 @@ def polish(
     # NNLS repair could only tighten a bound that is ≤ gap_target already
     cert, _ = dual_certificate(pb, Vo.double(), Wo.double() if Wo is not None else None, Mu_v, Mu_w,
                                nnls_method=nnls_method, Lam=Lam,
-                               repair=len(ipm_lams) < K and not out_of_time())
+                               repair=len(ipm_lams) < K and not deadline.passed())
     info.tick("certificate", t0)
     if primal64 is not None:
         info.rounding_cost = max(cert.primal - primal64, 0.0) / max(abs(cert.primal), 1e-300)
