@@ -166,7 +166,7 @@ def test_returns_none_when_not_better_or_not_handled(breast_cancer):
 
 
 # ----------------------------------------------------------------------------------------------------
-# the hinge loss: barrier method, then Newton on the identified reduced problem
+# the hinge loss: interior-point start, barrier method, then Newton on the identified reduced problem
 
 
 def _hinge_problem(data, kind, rows, gates):
@@ -216,6 +216,85 @@ def test_hinge_against_cvxpy(breast_cancer, kind, rows, gates):
     assert cert.relative_gap <= 1e-10  # the reduced Newton step reaches rounding level, not just 1e-6
     print(f"hinge polish ({kind}, {rows} rows, {gates} gates): {seconds:.2f} s, {info.ipm_iterations} barrier + "
           f"{info.newton_iterations} reduced Newton iterations, {cert}")
+
+
+@pytest.mark.parametrize("kind", ["relu", "gated"])
+def test_hinge_ipm_direction_solves_the_unreduced_newton_system(breast_cancer, kind):
+    """The hinge interior-point direction, found through the reduced (n-space) system, against every equation of
+    the full linearised KKT system it eliminates:
+        ∇²h dx − Gᵀdμ − Fᵀ(y dπ₁) = −r_d,  −dπ₀ − dπ₁ = −r_ξ,  G dx − ds = −r_p,  dξ + y F dx − de = −r_e,
+        μ ds + s dμ = −F_c,  π₀ dξ + ξ dπ₀ = −F₀,  π₁ de + e dπ₁ = −F₁
+    at random positive variables, residuals and targets."""
+    PL = sys.modules["convexnn.solvers.polish"]
+
+    pb = _hinge_problem(breast_cancer, kind, 40, 3)
+    col = PL._Column(pb, 0)
+    n, d, nb = col.n, col.d, col.nb
+    g = torch.Generator().manual_seed(5)
+
+    def pos(*shape):
+        return 0.1 + torch.rand(shape, generator=g, dtype=torch.float64)
+
+    def rnd(*shape):
+        return torch.randn(shape, generator=g, dtype=torch.float64)
+
+    A = rnd(nb, d, d)
+    Hn = A @ A.mT + 0.5 * torch.eye(d, dtype=torch.float64)  # stands for ∇²h: any SPD block
+    xi, e, pi0, pi1 = pos(n), pos(n), pos(n) / n, pos(n) / n
+    s = mu = rp = Fc = None
+    S = Hn.clone()
+    if kind == "relu":
+        s, mu, rp, Fc = pos(nb, n), pos(nb, n), rnd(nb, n), rnd(nb, n)
+        S = S + PL._weighted_grams(col.X, None, mu / s)
+    th0, th1 = pi0 / xi, pi1 / e
+    om = th0 * th1 / (th0 + th1)
+    system = PL._IPMSystem(col, S, om)
+    assert system.ok
+    rd, rxi, re, F0, F1 = rnd(nb, d), rnd(n) / n, rnd(n), rnd(n) / n, rnd(n) / n
+    (dx, dxi, de, dpi0, dpi1, ds, dmu), ap, ad = PL._hinge_ipm_direction(
+        system, col, (xi, e, pi0, pi1, s, mu), (rd, rxi, re, rp), om, (Fc, F0, F1), refine=2)
+    y = col.y
+    lhs = (Hn @ dx[:, :, None])[:, :, 0] - col.block_grad(y * dpi1)
+    if kind == "relu":
+        lhs = lhs - (col.Sg * dmu) @ col.X
+        assert torch.allclose(col.slack(dx) - ds, -rp, atol=1e-10)
+        assert torch.allclose(mu * ds + s * dmu, -Fc, atol=1e-10)
+    assert torch.allclose(lhs, -rd, atol=1e-9 * float(rd.abs().max()))
+    assert torch.allclose(-dpi0 - dpi1, -rxi, atol=1e-12)
+    assert torch.allclose(dxi + y * col.pred(dx) - de, -re, atol=1e-10)
+    assert torch.allclose(pi0 * dxi + xi * dpi0, -F0, atol=1e-12)
+    assert torch.allclose(pi1 * de + e * dpi1, -F1, atol=1e-12)
+    assert 0.0 < ap <= 1.0 and 0.0 < ad <= 1.0
+
+
+def test_hinge_ipm_certifies_a_bracket_of_the_optimum(breast_cancer):
+    """The hinge interior-point method on its own (the barrier method's start for (C)): a certified point with
+    relative gap ≤ 1e-3 whose certificate brackets CVXPY's optimum."""
+    PL = sys.modules["convexnn.solvers.polish"]
+
+    pb = _hinge_problem(breast_cancer, "relu", 150, 8)
+    info = PL.PolishInfo()
+    x, mu, u, prim, dual = PL._hinge_ipm(PL._Column(pb, 0), info, gap_tol=1e-3)
+    opt = _cvxpy_reference(pb)
+    assert (prim - dual) / prim <= 1e-3
+    assert dual <= opt * (1 + 1e-6) and prim >= opt * (1 - 1e-6)
+    assert 0.0 <= float(u.min()) and float(u.max()) <= 1.0 / pb.n
+    assert info.ipm_iterations < 60
+
+
+def test_hinge_barrier_from_the_gates_when_the_ipm_start_fails(breast_cancer, monkeypatch):
+    """(C): when the interior-point start certifies nothing (here: one iteration allowed), the barrier method runs
+    from the gates as it did alone, to the same optimum; the info says so. With the start, fewer Newton steps."""
+    PL = sys.modules["convexnn.solvers.polish"]
+    pb = _hinge_problem(breast_cancer, "relu", 150, 8)
+    V, W, cert, info = polish(pb, pb.zeros(), pb.zeros(), return_info=True)
+    monkeypatch.setattr(PL, "HINGE_IPM_MAX_ITER", 1)
+    V1, W1, cert1, info1 = polish(pb, pb.zeros(), pb.zeros(), return_info=True)
+    assert any("hinge ipm: nothing certified; barrier method from the gates" in s for s in info1.notes)
+    assert not any("hinge ipm" in s for s in info.notes)
+    assert cert.relative_gap <= 1e-10 and cert1.relative_gap <= 1e-10
+    assert cert1.primal == pytest.approx(cert.primal, rel=1e-9)
+    assert info.ipm_iterations + info.newton_iterations < info1.ipm_iterations + info1.newton_iterations
 
 
 def test_hinge_after_admm_improves_its_certificate(breast_cancer):
@@ -723,5 +802,5 @@ def test_hinge_columns_side_by_side_give_the_same_result():
     V1, W1, c1, i1 = polish(pb, zero, zero.clone(), return_info=True, workers=1)
     V2, W2, c2, i2 = polish(pb, zero, zero.clone(), return_info=True, workers=2)
     assert torch.equal(V1, V2) and torch.equal(W1, W2) and (c1.primal, c1.dual) == (c2.primal, c2.dual)
-    assert i1.method == i2.method == "hinge barrier+reduced newton" and i1.converged == i2.converged
+    assert i1.method == i2.method == "hinge ipm+barrier+reduced newton" and i1.converged == i2.converged
     assert c1.relative_gap <= 1e-5
