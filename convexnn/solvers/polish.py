@@ -1163,6 +1163,17 @@ def _norm_barrier_hessian(xh: torch.Tensor, c: torch.Tensor, w: torch.Tensor) ->
     return S.baddbmm_(xr[:, :, None], xr[:, None, :], alpha=-1.0)
 
 
+def _smoothed_norm(x: torch.Tensor, alpha: float, mbar: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The interior methods' smoothing of α‖x_b‖ at barrier parameter m̄: h(x) = min_t α t − m̄ log(t² − ‖x‖²), for
+    blocks x (nb, d). Returns (t (nb,), ∇²h (nb, d, d)); ∇h = α x/t, t = (1 + w) m̄/α, w = √(1 + (α‖x‖/m̄)²)."""
+    a_s = alpha / max(mbar, 1e-300)
+    r2 = (x * x).sum(1)
+    w = torch.sqrt(1.0 + a_s * a_s * r2)
+    tb = (1.0 + w) / a_s
+    xh = x / torch.sqrt(r2).clamp(min=1e-300)[:, None]
+    return tb, _norm_barrier_hessian(xh, alpha / tb, w)
+
+
 def _max_step(v: torch.Tensor, dv: torch.Tensor) -> float:
     """Largest step in [0, 1] with v + step·dv ≥ 0."""
     ratio = torch.where(dv < 0, v / (-dv).clamp(min=1e-300), torch.ones_like(v))
@@ -1310,14 +1321,9 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
         XT = x @ X.T
         rp = col.Sg * XT - s
         mbar = float((mu * s).sum()) / m
-        a_s = alpha / max(mbar, 1e-300)
         a = (col.Dm * XT).sum(0)
         c = col.block_grad(_loss_grad(loss, a, y))
-        r2 = (x * x).sum(1)
-        w = torch.sqrt(1.0 + a_s * a_s * r2)
-        tb = (1.0 + w) / a_s
-        xh = x / torch.sqrt(r2).clamp(min=1e-300)[:, None]
-        S = _norm_barrier_hessian(xh, alpha / tb, w)
+        tb, S = _smoothed_norm(x, alpha, mbar)
         S += _weighted_grams(X, XX, mu / s)  # ∇²h + Gᵀ diag(μ/s) G per block
         system = _IPMSystem(col, S, _loss_hess(loss, a, y))
         if not system.ok:
@@ -1668,12 +1674,7 @@ def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-3, max_iter: 
         a = (col.Dm * XT).sum(0)
         comp = float((xi * pi0).sum() + (e * pi1).sum()) + (float((s * mu).sum()) if relu else 0.0)
         mbar = comp / m
-        a_s = alpha / max(mbar, 1e-300)
-        r2 = (x * x).sum(1)
-        w = torch.sqrt(1.0 + a_s * a_s * r2)
-        tb = (1.0 + w) / a_s
-        xh = x / torch.sqrt(r2).clamp(min=1e-300)[:, None]
-        S = _norm_barrier_hessian(xh, alpha / tb, w)
+        tb, S = _smoothed_norm(x, alpha, mbar)
         if relu:
             S += _weighted_grams(X, XX, mu / s)
         th0, th1 = pi0 / xi, pi1 / e
