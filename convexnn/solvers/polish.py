@@ -1402,6 +1402,10 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
 # ----------------------------------------------------------------------------------------------------
 # the hinge loss: a barrier method, then Newton on the identified reduced problem (both kinds)
 
+# the weight of the cone rows' log barrier in :func:`_hinge_barrier` (see its docstring)
+HINGE_CONE_WEIGHT = 0.01
+
+
 def _smooth_hinge(r: torch.Tensor, c: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The barrier-smoothed hinge min_ξ ξ − c log ξ − c log(ξ − r) (times 1/n outside) at r = 1 − y a.
 
@@ -1421,8 +1425,9 @@ def _smooth_hinge(r: torch.Tensor, c: float) -> tuple[torch.Tensor, torch.Tensor
 
 def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_iter: int = 200,
                    deadline: _Deadline | None = None, beta: float = 0.3, shrink: float = 0.1, refine: int = 3,
-                   cone_weight: float = 0.01, finish=None, finish_from: float = 1e-4, finish_tol: float = 1e-11,
-                   late_finish: float = 1e-2, start: tuple[torch.Tensor, float] | None = None,
+                   cone_weight: float = HINGE_CONE_WEIGHT, finish=None, finish_from: float = 1e-4,
+                   finish_tol: float = 1e-11, late_finish: float = 1e-2,
+                   start: tuple[torch.Tensor, float] | None = None,
                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, float]:
     """Barrier (path-following) method for (C) or (G) with the hinge loss, on one column.
 
@@ -1578,7 +1583,7 @@ HINGE_IPM_HANDOFF = 1e-2
 HINGE_IPM_MAX_ITER = 50
 
 
-def _hinge_barrier_size(col: _Column, cone_weight: float = 0.01) -> float:
+def _hinge_barrier_size(col: _Column, cone_weight: float = HINGE_CONE_WEIGHT) -> float:
     """The barrier parameter's multiplier m in the duality gap τ·m of :func:`_hinge_barrier`'s central path."""
     return 2 * col.n + 2 * col.nb + (cone_weight * col.nb * col.n if col.relu else 0)
 
@@ -1587,7 +1592,7 @@ def _hinge_ipm_direction(system: _IPMSystem, col: _Column, v: tuple, res: tuple,
                          refine: int) -> tuple[tuple, float, float]:
     """The Newton direction of :func:`_hinge_ipm` (its formulas) at the variables v = (ξ, e, π₀, π₁, s, μ) with
     the residuals res = (r_d, r_ξ, r_e, r_p), the sample weights ω and the complementarity targets F = (F_c, F₀, F₁)
-    (s, μ, r_p, F_c None for (G)). Returns ((dx, dξ, de, dπ₀, dπ₁, ds, dμ), the largest primal and dual steps ≤ 1
+    Returns ((dx, dξ, de, dπ₀, dπ₁, ds, dμ), the largest primal and dual steps ≤ 1
     that keep (ξ, e, s) and (π₀, π₁, μ) non-negative)."""
     xi, e, pi0, pi1, s, mu = v
     rd, rxi, re, rp = res
@@ -1595,34 +1600,29 @@ def _hinge_ipm_direction(system: _IPMSystem, col: _Column, v: tuple, res: tuple,
     y, X = col.y, col.X
     th0, th1 = pi0 / xi, pi1 / e
     g1 = -F1 / e + th1 * (rxi + F0 / xi + F1 / e) / (th0 + th1)
-    rhs = col.block_grad(y * (g1 - om * re)) - rd
-    if col.relu:
-        rhs = rhs - (col.Sg * ((Fc + mu * rp) / s)) @ X
+    rhs = col.block_grad(y * (g1 - om * re)) - rd - (col.Sg * ((Fc + mu * rp) / s)) @ X
     dx = system.solve(rhs, refine=refine)
     q = y * col.pred(dx) + re
     dxi = (-rxi - F0 / xi - F1 / e - th1 * q) / (th0 + th1)
     de = dxi + q
     dpi0 = (-F0 - pi0 * dxi) / xi
     dpi1 = (-F1 - pi1 * de) / e
-    ds = dmu = None
-    ap = min(_max_step(xi, dxi), _max_step(e, de))
-    ad = min(_max_step(pi0, dpi0), _max_step(pi1, dpi1))
-    if col.relu:
-        ds = col.Sg * (dx @ X.T) + rp
-        dmu = (-Fc - mu * ds) / s
-        ap, ad = min(ap, _max_step(s, ds)), min(ad, _max_step(mu, dmu))
+    ds = col.Sg * (dx @ X.T) + rp
+    dmu = (-Fc - mu * ds) / s
+    ap = min(_max_step(xi, dxi), _max_step(e, de), _max_step(s, ds))
+    ad = min(_max_step(pi0, dpi0), _max_step(pi1, dpi1), _max_step(mu, dmu))
     return (dx, dxi, de, dpi0, dpi1, ds, dmu), ap, ad
 
 
 def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-3, max_iter: int = 100,
                deadline: _Deadline | None = None, beta: float = 0.3, eta_step: float = 0.99,
                progress: Callable[[dict], None] | None = None, column: int = 0,
-               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, float, float]:
-    """Primal-dual interior point (Mehrotra predictor-corrector) for (C) or (G) with the hinge loss, on one column:
-    the fast start of :func:`_hinge_barrier` for (C).
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, float]:
+    """Primal-dual interior point (Mehrotra predictor-corrector) for (C) with the hinge loss, on one column: the
+    fast start of :func:`_hinge_barrier`.
 
     The hinge in epigraph form, with slacks and multipliers for every inequality:
-        min (1/n) Σ_k ξ_k + α Σ_b ‖x_b‖   s.t.  ξ ≥ 0 (π₀),  e = ξ − 1 + y ⊙ a(x) ≥ 0 (π₁),  s = G x ≥ 0 (μ, (C) only)
+        min (1/n) Σ_k ξ_k + α Σ_b ‖x_b‖   s.t.  ξ ≥ 0 (π₀),  e = ξ − 1 + y ⊙ a(x) ≥ 0 (π₁),  s = G x ≥ 0 (μ)
     (infeasible start: the residuals r_ξ = 1/n − π₀ − π₁, r_e = ξ − 1 + y a − e and r_p = G x − s go to zero
     with the complementarity). The group norm is smoothed as in :func:`_ipm`, with the mean complementarity m̄
     as its barrier parameter. Eliminating (ξ, e, π₀, π₁) sample by sample leaves the Newton matrix of
@@ -1637,16 +1637,16 @@ def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-3, max_iter: 
     iterations, when the Newton matrix does not factor, or when the certificate stops improving (three
     iterations without a better one).
     It is not an end game: below a gap of about 1e-4 its dual residual stalls while m̄ collapses (the smoothing
-    of the norm at m̄ ≈ 1e-12), where the barrier method goes on. :func:`polish` runs it for (C) only: on (G)
-    (breast cancer, 150 rows, 8 gates) its steps shrank to 0.01–0.3 at m̄ ≈ 1e-6 with the dual residual at
-    5e-4, and it certified nothing in 100 iterations.
-    Returns the best certified (x, μ or None, u, primal, dual); (start, μ, u, ∞, −∞) when nothing was certified.
+    of the norm at m̄ ≈ 1e-12), where the barrier method goes on. (The same method without the cone rows was
+    tried on (G), breast cancer, 150 rows, 8 gates: its steps shrank to 0.01–0.3 at m̄ ≈ 1e-6 with the dual
+    residual at 5e-4, and it certified nothing in 100 iterations; (G) keeps the barrier method alone.)
+    Returns the best certified (x, μ, u, primal, dual); (start, μ, u, ∞, −∞) when nothing was certified.
     """
     X = col.X
     n, nb = col.n, col.nb
-    alpha, y, relu = col.alpha, col.y, col.relu
-    m = 2 * n + (nb * n if relu else 0)
-    XX = _outer_rows(X) if relu else None
+    alpha, y = col.alpha, col.y
+    m = 2 * n + nb * n
+    XX = _outer_rows(X)
     # --- starting point: the gates (strictly inside their cones) scaled as in _ipm; ξ, e ≥ 1 around the hinge,
     # π₀ = π₁ = 1/(2n) (so r_ξ = 0), μ balancing the mean complementarity of the hinge pairs
     x = _gate_start(col, beta)
@@ -1655,15 +1655,18 @@ def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-3, max_iter: 
     e = xi - r
     pi0 = torch.full_like(y, 0.5 / n)
     pi1 = pi0.clone()
-    s = mu = None
-    if relu:
-        s = col.slack(x)
-        s = s.clamp(min=1e-8 * max(float(s.mean()), 1e-300))
-        hinge_mean = float((xi * pi0).sum() + (e * pi1).sum()) / (2 * n)
-        mu = torch.full_like(s, hinge_mean / float(s.mean()))
+    s = col.slack(x)
+    s = s.clamp(min=1e-8 * max(float(s.mean()), 1e-300))
+    hinge_mean = float((xi * pi0).sum() + (e * pi1).sum()) / (2 * n)
+    mu = torch.full_like(s, hinge_mean / float(s.mean()))
     best = (math.inf, x, mu, pi1.clamp(0.0, 1.0 / n))  # (gap, x, μ, u) of the best certified point
     best_cert = (math.inf, -math.inf)  # its (primal, dual)
     since_best = 0
+
+    def complementarity() -> float:
+        return float((xi * pi0).sum() + (e * pi1).sum() + (s * mu).sum())
+
+    comp = complementarity()
     t0 = time.perf_counter()
     for _ in range(max_iter):
         if deadline is not None and deadline.passed():
@@ -1672,11 +1675,9 @@ def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-3, max_iter: 
         info.ipm_iterations += 1
         XT = x @ X.T
         a = (col.Dm * XT).sum(0)
-        comp = float((xi * pi0).sum() + (e * pi1).sum()) + (float((s * mu).sum()) if relu else 0.0)
         mbar = comp / m
         tb, S = _smoothed_norm(x, alpha, mbar)
-        if relu:
-            S += _weighted_grams(X, XX, mu / s)
+        S += _weighted_grams(X, XX, mu / s)
         th0, th1 = pi0 / xi, pi1 / e
         om = th0 * th1 / (th0 + th1)
         system = _IPMSystem(col, S, om)
@@ -1684,39 +1685,33 @@ def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-3, max_iter: 
             info.notes.append("hinge ipm: Newton system not positive definite")
             break
         t0 = info.tick("ipm factor", t0)
-        rd = alpha * x / tb[:, None] - col.block_grad(y * pi1)
-        rp = None
-        if relu:
-            rd = rd - (col.Sg * mu) @ X
-            rp = col.Sg * XT - s
+        rd = alpha * x / tb[:, None] - col.block_grad(y * pi1) - (col.Sg * mu) @ X
+        rp = col.Sg * XT - s
         rxi = 1.0 / n - pi0 - pi1
         re = xi - 1.0 + y * a - e
         v, res = (xi, e, pi0, pi1, s, mu), (rd, rxi, re, rp)
 
         # predictor (affine scaling), then Mehrotra's corrector with centering σ = (m̄_aff/m̄)³
-        F = (s * mu if relu else None, xi * pi0, e * pi1)
+        F = (s * mu, xi * pi0, e * pi1)
         (_, dxi, de, dpi0, dpi1, ds, dmu), ap, ad = _hinge_ipm_direction(system, col, v, res, om, F, refine=0)
-        comp_aff = float(((xi + ap * dxi) * (pi0 + ad * dpi0)).sum() + ((e + ap * de) * (pi1 + ad * dpi1)).sum())
-        if relu:
-            comp_aff += float(((s + ap * ds) * (mu + ad * dmu)).sum())
+        comp_aff = float(((xi + ap * dxi) * (pi0 + ad * dpi0)).sum() + ((e + ap * de) * (pi1 + ad * dpi1)).sum()
+                         + ((s + ap * ds) * (mu + ad * dmu)).sum())
         tgt = min(1.0, (comp_aff / m / max(mbar, 1e-300)) ** 3) * mbar
-        F = (s * mu + ds * dmu - tgt if relu else None, xi * pi0 + dxi * dpi0 - tgt, e * pi1 + de * dpi1 - tgt)
+        F = (s * mu + ds * dmu - tgt, xi * pi0 + dxi * dpi0 - tgt, e * pi1 + de * dpi1 - tgt)
         (dx, dxi, de, dpi0, dpi1, ds, dmu), ap, ad = _hinge_ipm_direction(system, col, v, res, om, F, refine=1)
         st = eta_step * min(ap, ad)
         x, xi, e = x + st * dx, xi + st * dxi, e + st * de
-        pi0, pi1 = pi0 + st * dpi0, pi1 + st * dpi1
-        if relu:
-            s, mu = s + st * ds, mu + st * dmu
+        pi0, pi1, s, mu = pi0 + st * dpi0, pi1 + st * dpi1, s + st * ds, mu + st * dmu
         t0 = info.tick("ipm solve", t0)
         if st < 1e-10:
             break
         # the certificate only once the complementarity is below 1e-3 of the objective (about the duality gap
         # near the central path: before that it would be of no use)
-        comp = float((xi * pi0).sum() + (e * pi1).sum()) + (float((s * mu).sum()) if relu else 0.0)
+        comp = complementarity()
         if comp > 1e-3 * float(xi.mean() + alpha * torch.linalg.vector_norm(x, dim=1).sum()):
             continue
         u = pi1.clamp(0.0, 1.0 / n)
-        muc = mu.clamp(min=0.0) if relu else None
+        muc = mu.clamp(min=0.0)
         prim, dual = _hinge_certificate(col, x, muc, u)
         gap = (prim - dual) / max(abs(prim), 1e-300)
         t0 = info.tick("ipm certificate", t0)
@@ -1875,11 +1870,7 @@ def _hinge_repaired_gap(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, 
     method went on for 79 more Newton steps and ended at 4.1e-7)."""
     if not col.relu:
         return _hinge_gap(col, x, mu, u2)
-    pb, P = col.pb, col.P
-    V, W, _, _ = col.repaired(x)
-    one = ConvexProblem(X=col.X, Y=col.y[:, None], D=pb.D, H=pb.H, alpha=pb.alpha, loss=pb.loss, kind=pb.kind)
-    cert, _ = dual_certificate(one, V, W, mu[:P].T[:, :, None], mu[P:].T[:, :, None], Lam=(-u2 * col.y)[:, None])
-    return cert.relative_gap
+    return _column_certificate(col, x, mu, -u2 * col.y).relative_gap
 
 
 def _hinge_certificate(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u2: torch.Tensor) -> tuple[float, float]:
@@ -1903,15 +1894,22 @@ def _hinge_certificate(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u
 # certificates
 
 
-def _column_gap(col: _Column, x: torch.Tensor, mu: torch.Tensor, nnls_method: str = "auto") -> float:
-    """Relative certificate gap of one column of (C) at x (nb, d) as polish would return it: primal at
-    :func:`_lift_to_cone` (x) made exactly feasible (:func:`certificates.make_feasible`), dual by
-    :func:`dual_certificate` with the multipliers μ (nb, n) repaired by NNLS where they fall short."""
+def _column_certificate(col: _Column, x: torch.Tensor, mu: torch.Tensor, lam: torch.Tensor | None = None,
+                        nnls_method: str = "auto") -> Certificate:
+    """The certificate of one column of (C) at x (nb, d) as :func:`polish` certifies its result: primal at x made
+    exactly feasible (:func:`certificates.make_feasible`), dual by :func:`dual_certificate` with the multipliers
+    μ (nb, n) repaired by NNLS where they fall short, and the loss-dual candidate ``lam`` (n,) (None: ∇L)."""
     pb, P = col.pb, col.P
-    V, W, _, _ = col.repaired(_lift_to_cone(col, x))
+    V, W, _, _ = col.repaired(x)
     one = ConvexProblem(X=col.X, Y=col.y[:, None], D=pb.D, H=pb.H, alpha=pb.alpha, loss=pb.loss, kind=pb.kind)
-    cert, _ = dual_certificate(one, V, W, mu[:P].T[:, :, None], mu[P:].T[:, :, None], nnls_method=nnls_method)
-    return cert.relative_gap
+    cert, _ = dual_certificate(one, V, W, mu[:P].T[:, :, None], mu[P:].T[:, :, None], nnls_method=nnls_method,
+                               Lam=None if lam is None else lam[:, None])
+    return cert
+
+
+def _column_gap(col: _Column, x: torch.Tensor, mu: torch.Tensor, nnls_method: str = "auto") -> float:
+    """Relative certificate gap of one column of (C) at :func:`_lift_to_cone` (x) (:func:`_column_certificate`)."""
+    return _column_certificate(col, _lift_to_cone(col, x), mu, nnls_method=nnls_method).relative_gap
 
 
 def _rounded_column_certificate(col: _Column, out: _Column, x: torch.Tensor, lam: torch.Tensor,
@@ -2177,8 +2175,11 @@ def polish(
         if gap_i <= HINGE_IPM_HANDOFF and bool((col.slack(xi) > 0).all()):  # the log barrier needs G x > 0
             start = (xi, (prim - dual) / _hinge_barrier_size(col))
         elif relu:
-            why = "nothing certified" if gap_i == math.inf else f"stopped at a relative gap of {gap_i:.1e}"
-            if gap_i <= HINGE_IPM_HANDOFF:
+            if gap_i == math.inf:
+                why = "nothing certified"
+            elif gap_i > HINGE_IPM_HANDOFF:
+                why = f"stopped at a relative gap of {gap_i:.1e}"
+            else:
                 why = "its point on a cone's face"
             info.notes.append(f"hinge ipm: {why}; barrier method from the gates")
         x, mu, u, _ = _hinge_barrier(col, info, gap_tol=hinge_gap, max_iter=hinge_max_iter,
