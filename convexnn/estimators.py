@@ -434,8 +434,10 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
     tol : stop when the duality certificate's relative gap ≤ tol.
     max_iter : iteration limit of the solver.
     max_time : wall-clock limit of the solver in seconds (None: none). When it runs out the best certified
-        point so far is kept and a ConvergenceWarning gives its gap. (Not applied to solver="cvxpy"; with
-        n_patterns="grow" the column generation stops after the round that passes it.)
+        point so far is kept and a ConvergenceWarning gives its gap. With several outputs (classes), each output's
+        interior-point polishing gets an equal share of the time left when it starts (what one leaves unused goes
+        to the next), so that all of them make progress. (Not applied to solver="cvxpy"; with n_patterns="grow"
+        the column generation stops after the round that passes it.)
     fit_intercept : append a column of ones (the hidden layer's bias b1).
     gate_vectors : user gates, shape (d + 1, P) or (d, P) (the latter: gates through the origin).
     random_state : seed of the sampled gates (None means seed 0: fits are reproducible).

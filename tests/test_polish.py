@@ -753,14 +753,14 @@ def test_an_interrupted_column_stops_the_others():
     saw_stop = threading.Event()
     started = threading.Event()
 
-    def column(k, info, progress):
+    def column(k, info, progress, column_deadline):
         if k == 0:
             started.wait(5.0)  # column 1 is running
             raise KeyboardInterrupt
         started.set()
         t_end = time.perf_counter() + 30.0
         while time.perf_counter() < t_end:
-            if deadline.passed():
+            if column_deadline.passed():
                 saw_stop.set()
                 return True
             time.sleep(0.001)
@@ -785,6 +785,84 @@ def test_an_interrupted_column_stops_the_others():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="workers must be a positive integer"):
             polish(pb, zero, zero.clone(), workers=bad)
+
+
+def test_columns_share_the_time_left():
+    """Under a time limit each output column gets its share of the time left when it starts: one of ⌈r/workers⌉
+    equal parts, r the columns not yet started, so that the last columns do not start past the deadline and come
+    back at their starting point. A share also passes when its parent is stopped; without a limit there is none."""
+    import importlib
+
+    polish_mod = importlib.import_module("convexnn.solvers.polish")
+    t = time.perf_counter()
+    d = polish_mod._Deadline(t + 100.0)
+    c = d.share(4)
+    t2 = time.perf_counter()
+    assert t + (d.at - t2) / 4 <= c.at <= t2 + (d.at - t) / 4
+    assert not c.passed()
+    d.stop()
+    assert c.passed()
+    assert polish_mod._Deadline(None).share(3).at is None
+
+    for workers, want in ((2, [3, 2, 2, 1, 1]), (1, [5, 4, 3, 2, 1])):
+        d = polish_mod._Deadline(time.perf_counter() + 1000.0)
+        parts = {}
+
+        def column(k, info, progress, share, d=d, parts=parts):
+            now = time.perf_counter()
+            parts[k] = (d.at - now) / (share.at - now)  # the number of parts, as seen when the column ran
+            return True
+
+        if workers == 1:  # polish's own loop: column k gets one of K − k parts
+            for k in range(5):
+                column(k, None, None, d.share(5 - k))
+        else:
+            polish_mod._polish_columns_parallel(column, list(range(5)), workers, polish_mod.PolishInfo(), d, None)
+        assert sorted(parts) == list(range(5))
+        assert sorted(parts.values(), reverse=True) == pytest.approx(want, rel=1e-3)
+
+
+def test_ipm_stopped_by_the_clock_certifies_its_last_iterate(breast_cancer):
+    """An interior-point run stopped by its deadline before its iterates reach the complementarity where they are
+    certified as it goes (1e-3 of the objective) still certifies its last iterate: a loose bound, but a valid
+    one that brackets CVXPY's optimum, and far better than the relative gap of about 1 of its starting point.
+    The same for the hinge loss's interior-point method."""
+    import importlib
+
+    polish_mod = importlib.import_module("convexnn.solvers.polish")
+
+    class After:  # a deadline that passes at its (k+1)-th check
+        def __init__(self, k):
+            self.k = k
+
+        def passed(self):
+            self.k -= 1
+            return self.k < 0
+
+    pb = _small_relu(breast_cancer, "squared", 150, 12)
+    opt = _cvxpy_optimum(pb)
+    col = polish_mod._Column(pb, 0)
+    info = polish_mod.PolishInfo()
+    records = []
+    x, _, _, gap, lam, mu_c, _, _ = polish_mod._ipm(col, info, gap_tol=1e-7, deadline=After(6),
+                                                     progress=records.append)
+    assert info.ipm_iterations == 6 and "ipm: time limit" in info.notes
+    assert len(records) == 1 and records[0]["relative_gap"] == gap  # only the last iterate was certified
+    _, _, _, primal = col.repaired(x)
+    dual, _ = polish_mod._relu_dual_bound(col, lam, mu_c)
+    assert gap == pytest.approx((primal - dual) / primal, rel=1e-9)
+    assert dual <= opt + 1e-9 * abs(opt) and opt <= primal + 1e-9 * abs(opt)
+    start_gap = polish_mod._column_gap(col, polish_mod._gate_start(col, 0.3), torch.zeros(col.nb, col.n,
+                                                                                           dtype=torch.float64))
+    assert 1e-3 < gap < 0.5 < start_gap
+
+    pbh = _hinge_problem(breast_cancer, "relu", 150, 8)
+    info = polish_mod.PolishInfo()
+    x, mu, u, prim, dual = polish_mod._hinge_ipm(polish_mod._Column(pbh, 0), info, gap_tol=1e-3, deadline=After(5))
+    opt = _cvxpy_reference(pbh)
+    assert info.ipm_iterations == 5 and "hinge ipm: time limit" in info.notes
+    assert dual <= opt * (1 + 1e-6) and prim >= opt * (1 - 1e-6)
+    assert 0.0 < (prim - dual) / prim < 1.0
 
 
 def test_hinge_columns_side_by_side_give_the_same_result():

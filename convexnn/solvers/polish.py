@@ -143,17 +143,31 @@ def _gib(b: float) -> str:
 class _Deadline:
     """The wall-clock end of a :func:`polish` call (``time.perf_counter`` seconds, None: none), which another
     thread can also bring forward (:meth:`stop`): when output columns run in parallel and one of them raises
-    (e.g. KeyboardInterrupt from a progress callback), the others end at their next check."""
+    (e.g. KeyboardInterrupt from a progress callback), the others end at their next check. An output column runs
+    to its :meth:`share` of the time left, which also passes when its parent does."""
 
-    def __init__(self, at: float | None) -> None:
+    def __init__(self, at: float | None, parent: _Deadline | None = None) -> None:
         self.at = at
+        self.parent = parent
         self._stop = threading.Event()
 
     def stop(self) -> None:
         self._stop.set()
 
     def passed(self) -> bool:
-        return self._stop.is_set() or (self.at is not None and time.perf_counter() > self.at)
+        return (self._stop.is_set() or (self.parent is not None and self.parent.passed())
+                or (self.at is not None and time.perf_counter() > self.at))
+
+    def share(self, parts: int) -> _Deadline:
+        """A deadline ``1/parts`` of the time left from now (no limit without one): the columns still to run each
+        get an equal share, and what one leaves unused goes to those after it. Without shares the columns after
+        the first few would start past the deadline and come back at their starting point (vehicle, 4 columns,
+        max_time = 2/3 of the full solve: the certificate's relative gap was 0.54, the sum over columns being
+        dominated by the unstarted ones)."""
+        if self.at is None:
+            return _Deadline(None, parent=self)
+        now = time.perf_counter()
+        return _Deadline(now + max(self.at - now, 0.0) / max(parts, 1), parent=self)
 
 
 @dataclass
@@ -1312,10 +1326,49 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
     def a_new(x: torch.Tensor) -> torch.Tensor:
         return (col.Dm * (x @ X.T)).sum(0)
 
+    def certify(x: torch.Tensor, mu: torch.Tensor, s: torch.Tensor) -> float:
+        """Certify the iterate (x, μ, s) (valid whatever the iterate), keep it if it is the best or the lowest so
+        far, report it; its relative gap."""
+        nonlocal best, best_cert, lowest, since_best, t0
+        _, _, pred, prim = col.repaired(x)
+        # two loss-dual candidates: ∇L at the repaired point and at the iterate itself (whose dual
+        # residual c − Gᵀμ + αx/t → 0); late, projected-gradient steps on the μ of the violating blocks
+        dual, lam, mu_c = -math.inf, None, mu
+        for cand in (losses.grad(loss, pred, y[:, None])[:, 0], _loss_grad(loss, a_new(x), y)):
+            dv, mu_v = _relu_dual_bound(col, cand, mu, refine_steps if best[0] < 1e-3 else 0, Lx)
+            if dv > dual:
+                dual, lam, mu_c = dv, cand, mu_v
+        gap = (prim - dual) / max(abs(prim), 1e-300)
+        cert = (float(prim), float(dual))
+        if rounded is not None and gap <= gap_tol:
+            r = rounded(x, lam, mu_c)  # as the caller will get it: rounded to its precision
+            if r.relative_gap > gap:
+                cert, gap = (r.primal, r.dual), r.relative_gap
+        t0 = info.tick("ipm certificate", t0)
+        if prim < lowest[0]:
+            lowest = (float(prim), x, mu)
+        if gap < best[0]:
+            best = (gap, x, mu, s, lam, mu_c)
+            best_cert = cert
+            since_best = 0
+        else:
+            since_best += 1
+        if progress is not None:  # the certificate the method would return if it stopped here: its best iterate's
+            progress({"stage": "ipm", "column": column, "ipm_iteration": info.ipm_iterations,
+                      "primal": best_cert[0], "dual": best_cert[1], "gap": best_cert[0] - best_cert[1],
+                      "relative_gap": best[0]})
+        return gap
+
     t0 = time.perf_counter()
+    certified = x  # the last iterate certified (the start: nothing to certify)
     for _ in range(max_iter):
         if deadline is not None and deadline.passed():
             info.notes.append("ipm: time limit")
+            if x is not certified:
+                # stopped early, before the complementarity came down to where iterates are certified: the last
+                # iterate is still the best point so far, and a loose certificate beats none (a column
+                # returned at its start certifies a relative gap of about 1)
+                certify(x, mu, s)
             break
         info.ipm_iterations += 1
         XT = x @ X.T
@@ -1364,34 +1417,8 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
         if float((mu * s).sum()) > 1e-3 * abs(_loss_value(loss, a_new(x), y) + alpha * float(
                 torch.linalg.vector_norm(x, dim=1).sum())):
             continue
-        # certificate of the current point (valid whatever the iterate)
-        _, _, pred, prim = col.repaired(x)
-        # two loss-dual candidates: ∇L at the repaired point and at the iterate itself (whose dual
-        # residual c − Gᵀμ + αx/t → 0); late, projected-gradient steps on the μ of the violating blocks
-        dual, lam, mu_c = -math.inf, None, mu
-        for cand in (losses.grad(loss, pred, y[:, None])[:, 0], _loss_grad(loss, a_new(x), y)):
-            dv, mu_v = _relu_dual_bound(col, cand, mu, refine_steps if best[0] < 1e-3 else 0, Lx)
-            if dv > dual:
-                dual, lam, mu_c = dv, cand, mu_v
-        gap = (prim - dual) / max(abs(prim), 1e-300)
-        cert = (float(prim), float(dual))
-        if rounded is not None and gap <= gap_tol:
-            r = rounded(x, lam, mu_c)  # as the caller will get it: rounded to its precision
-            if r.relative_gap > gap:
-                cert, gap = (r.primal, r.dual), r.relative_gap
-        t0 = info.tick("ipm certificate", t0)
-        if prim < lowest[0]:
-            lowest = (float(prim), x, mu)
-        if gap < best[0]:
-            best = (gap, x, mu, s, lam, mu_c)
-            best_cert = cert
-            since_best = 0
-        else:
-            since_best += 1
-        if progress is not None:  # the certificate the method would return if it stopped here: its best iterate's
-            progress({"stage": "ipm", "column": column, "ipm_iteration": info.ipm_iterations,
-                      "primal": best_cert[0], "dual": best_cert[1], "gap": best_cert[0] - best_cert[1],
-                      "relative_gap": best[0]})
+        gap = certify(x, mu, s)
+        certified = x
         # stagnation: late (rounding limits the Newton systems) or for good
         if gap <= gap_tol or (since_best >= 3 and best[0] < 1e-3) or since_best >= 15 or st < 1e-10:
             break
@@ -1666,11 +1693,32 @@ def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-3, max_iter: 
     def complementarity() -> float:
         return float((xi * pi0).sum() + (e * pi1).sum() + (s * mu).sum())
 
+    def certify(x: torch.Tensor, mu: torch.Tensor, pi1: torch.Tensor) -> None:
+        """Certify the iterate (x, μ, π₁), keep it if it is the best so far, report the best."""
+        nonlocal best, best_cert, since_best, t0
+        u = pi1.clamp(0.0, 1.0 / n)
+        muc = mu.clamp(min=0.0)
+        prim, dual = _hinge_certificate(col, x, muc, u)
+        gap = (prim - dual) / max(abs(prim), 1e-300)
+        t0 = info.tick("ipm certificate", t0)
+        if gap < best[0]:
+            best, best_cert = (gap, x, muc, u), (prim, dual)
+            since_best = 0
+        else:
+            since_best += 1
+        if progress is not None:  # the certificate the method would return if it stopped here
+            progress({"stage": "ipm", "column": column, "ipm_iteration": info.ipm_iterations,
+                      "primal": best_cert[0], "dual": best_cert[1], "gap": best_cert[0] - best_cert[1],
+                      "relative_gap": best[0]})
+
     comp = complementarity()
     t0 = time.perf_counter()
+    certified = x  # the last iterate certified (the start: nothing to certify)
     for _ in range(max_iter):
         if deadline is not None and deadline.passed():
             info.notes.append("hinge ipm: time limit")
+            if x is not certified:  # stopped early: a loose certificate of the last iterate beats none (see _ipm)
+                certify(x, mu, pi1)
             break
         info.ipm_iterations += 1
         XT = x @ X.T
@@ -1710,20 +1758,8 @@ def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-3, max_iter: 
         comp = complementarity()
         if comp > 1e-3 * float(xi.mean() + alpha * torch.linalg.vector_norm(x, dim=1).sum()):
             continue
-        u = pi1.clamp(0.0, 1.0 / n)
-        muc = mu.clamp(min=0.0)
-        prim, dual = _hinge_certificate(col, x, muc, u)
-        gap = (prim - dual) / max(abs(prim), 1e-300)
-        t0 = info.tick("ipm certificate", t0)
-        if gap < best[0]:
-            best, best_cert = (gap, x, muc, u), (prim, dual)
-            since_best = 0
-        else:
-            since_best += 1
-        if progress is not None:  # the certificate the method would return if it stopped here
-            progress({"stage": "ipm", "column": column, "ipm_iteration": info.ipm_iterations,
-                      "primal": best_cert[0], "dual": best_cert[1], "gap": best_cert[0] - best_cert[1],
-                      "relative_gap": best[0]})
+        certify(x, mu, pi1)
+        certified = x
         if best[0] <= gap_tol or since_best >= 3:
             break
     return best[1], best[2], best[3], best_cert[0], best_cert[1]
@@ -1978,24 +2014,34 @@ def dual_certificate(problem: ConvexProblem, V: torch.Tensor, W: torch.Tensor | 
 # the entry point
 
 
-def _polish_columns_parallel(polish_column: Callable[[int, PolishInfo, Callable | None], bool], columns: list[int],
-                             workers: int, info: PolishInfo, deadline: _Deadline,
-                             progress: Callable[[dict], None] | None) -> list[bool]:
-    """Run ``polish_column(k, its own PolishInfo, progress)`` for every k of ``columns`` on ``workers`` threads; the
-    columns' diagnostics are then absorbed into ``info`` in column order. ``progress`` is called one record at a
-    time, with ``ipm_iteration`` the total over the columns. If a column raises (or the wait is interrupted), the
-    others are stopped at their next deadline check and the exception propagates."""
+ColumnTask = Callable[[int, PolishInfo, Callable | None, _Deadline], bool]
+
+
+def _polish_columns_parallel(polish_column: ColumnTask, columns: list[int], workers: int, info: PolishInfo,
+                             deadline: _Deadline, progress: Callable[[dict], None] | None) -> list[bool]:
+    """Run ``polish_column(k, its own PolishInfo, progress, its deadline)`` for every k of ``columns`` on ``workers``
+    threads; the columns' diagnostics are then absorbed into ``info`` in column order. A column's deadline is its
+    :meth:`_Deadline.share` of the time left when it starts: one of ⌈r / workers⌉ parts, r the columns not yet
+    started (it included). ``progress`` is called one record at a time, with ``ipm_iteration`` the total over the
+    columns. If a column raises (or the wait is interrupted), the others are stopped at their next deadline check
+    and the exception propagates."""
     infos = {k: PolishInfo(method=info.method) for k in columns}
     lock = threading.Lock()
     base = info.ipm_iterations
+    waiting = [len(columns)]  # columns not yet started
 
     def column_progress(rec: dict) -> None:
         with lock:
             progress({**rec, "ipm_iteration": base + sum(i.ipm_iterations for i in infos.values())})
 
+    def run(k: int) -> bool:
+        with lock:
+            share = deadline.share(-(-waiting[0] // workers))
+            waiting[0] -= 1
+        return polish_column(k, infos[k], None if progress is None else column_progress, share)
+
     with ThreadPoolExecutor(workers, thread_name_prefix="convexnn-polish") as pool:
-        futures = [pool.submit(polish_column, k, infos[k], None if progress is None else column_progress)
-                   for k in columns]
+        futures = [pool.submit(run, k) for k in columns]
         try:
             ran = [f.result() for f in futures]
         except BaseException:
@@ -2143,7 +2189,7 @@ def polish(
         info.method = "hinge ipm+barrier+reduced newton" if relu else "hinge barrier+reduced newton"
         Lam = pb.X.new_zeros((pb.n, K))
 
-    def hinge_column(k: int, info: PolishInfo, progress: Callable[[dict], None] | None) -> bool:
+    def hinge_column(k: int, info: PolishInfo, progress: Callable[[dict], None] | None, deadline: _Deadline) -> bool:
         """Output column k of a hinge-loss program: ((C): interior-point start,) barrier method, then Newton on the
         identified reduced problem;
         its blocks, multipliers and Λ into Vo, Wo, Mu_v, Mu_w and Lam, its diagnostics into ``info``."""
@@ -2171,22 +2217,28 @@ def polish(
             xi, mui, ui, prim, dual = _hinge_ipm(col, info, gap_tol=HINGE_IPM_GAP, max_iter=HINGE_IPM_MAX_ITER,
                                                  deadline=deadline, progress=progress, column=k)
             gap_i = (prim - dual) / max(abs(prim), 1e-300) if math.isfinite(prim - dual) else math.inf
-        start = None
-        if gap_i <= HINGE_IPM_HANDOFF and bool((col.slack(xi) > 0).all()):  # the log barrier needs G x > 0
-            start = (xi, (prim - dual) / _hinge_barrier_size(col))
-        elif relu:
-            if gap_i == math.inf:
-                why = "nothing certified"
-            elif gap_i > HINGE_IPM_HANDOFF:
-                why = f"stopped at a relative gap of {gap_i:.1e}"
-            else:
-                why = "its point on a cone's face"
-            info.notes.append(f"hinge ipm: {why}; barrier method from the gates")
-        x, mu, u, _ = _hinge_barrier(col, info, gap_tol=hinge_gap, max_iter=hinge_max_iter,
-                                     deadline=deadline, finish=finish, start=start)
-        gap = _hinge_repaired_gap(col, x, mu, u)  # as its reduced Newton points were judged, and polish certifies
-        if gap_i < gap:  # the barrier method did not improve on its start (time limit, centering failed)
+        if deadline.passed() and gap_i < math.inf:
+            # out of time with a certified point: the barrier method would stop at once, at the gates, and its
+            # repaired certificate there costs an NNLS solve per block (vehicle, 4 columns: 1 s past the deadline)
             x, mu, u, gap = xi, mui, ui, gap_i
+        else:
+            start = None
+            if gap_i <= HINGE_IPM_HANDOFF and bool((col.slack(xi) > 0).all()):  # the log barrier needs G x > 0
+                start = (xi, (prim - dual) / _hinge_barrier_size(col))
+            elif relu:
+                if gap_i == math.inf:
+                    why = "nothing certified"
+                elif gap_i > HINGE_IPM_HANDOFF:
+                    why = f"stopped at a relative gap of {gap_i:.1e}"
+                else:
+                    why = "its point on a cone's face"
+                info.notes.append(f"hinge ipm: {why}; barrier method from the gates")
+            x, mu, u, _ = _hinge_barrier(col, info, gap_tol=hinge_gap, max_iter=hinge_max_iter,
+                                         deadline=deadline, finish=finish, start=start)
+            # judged as its reduced Newton points were, and as polish certifies
+            gap = _hinge_repaired_gap(col, x, mu, u)
+            if gap_i < gap:  # the barrier method did not improve on its start (time limit, centering failed)
+                x, mu, u, gap = xi, mui, ui, gap_i
         info.converged = info.converged and gap <= 1e-8
         Lam[:, k] = -u * col.y
         if relu:
@@ -2217,7 +2269,7 @@ def polish(
         """Whether an active-set run ``new`` replaces ``old``: it converged, or it ended lower."""
         return old is None or new_ok or new.col.fval(new.x) < old.col.fval(old.x)
 
-    def polish_column(k: int, info: PolishInfo, progress: Callable[[dict], None] | None) -> bool:
+    def polish_column(k: int, info: PolishInfo, progress: Callable[[dict], None] | None, deadline: _Deadline) -> bool:
         """Output column k ((C) and (G) separate over columns): its blocks and multipliers into Vo, Wo, Mu_v, Mu_w
         (its Λ into ``ipm_lams`` where the interior-point method certified it), its diagnostics into ``info``;
         False when no method could run on it."""
@@ -2329,7 +2381,7 @@ def polish(
     if workers == 1:
         ran = []
         for k in range(K):
-            ran.append(column(k, info, progress))
+            ran.append(column(k, info, progress, deadline.share(K - k)))
             if not ran[-1]:
                 break
     else:
