@@ -444,12 +444,16 @@ def _spd_solve(H: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 def _newton_direction(A: torch.Tensor, h: torch.Tensor, zh: torch.Tensor, bn: torch.Tensor, sizes: list[int],
                       g: torch.Tensor, alpha: float, ridge: float = 0.0) -> torch.Tensor:
     """The Newton direction −H⁻¹g of the reduced problem, H = AᵀΛA + blockdiag(β_b (I − ẑ_b ẑ_bᵀ)),
-    β_b = α/‖z_b‖ (A (n, m), Λ = diag(h)); with ``ridge`` > 0, −(H + ridge·max_j H_jj·I)⁻¹g (dense).
+    β_b = α/‖z_b‖ (A (n, m), Λ = diag(h)); with ``ridge`` > 0, −(H + ρI)⁻¹g, ρ = ridge·max_j H_jj.
 
     Dense Cholesky of the m×m matrix, or — when m is large compared with n — Woodbury through an
-    (n + q)×(n + q) saddle-point system (q support blocks): H = B + U C Uᵀ with B = diag(β), U = [AᵀΛ^½, Ẑ]
-    and C = diag(I, −β); then C⁻¹ + UᵀB⁻¹U = [[I + Λ^½AB⁻¹AᵀΛ^½, Λ^½ A z/α], [·ᵀ, 0]]. One step of
-    iterative refinement with the exact H follows.
+    (n + q)×(n + q) saddle-point system (q support blocks): H + ρI = B + U C Uᵀ with B = diag(β + ρ),
+    U = [AᵀΛ^½, Ẑ] and C = diag(I, −β); then C⁻¹ + UᵀB⁻¹U = [[I + Λ^½AB⁻¹AᵀΛ^½, Λ^½AB⁻¹Ẑ], [·ᵀ, diag(1/(β + ρ)
+    − 1/β)]] (‖ẑ_b‖ = 1; the corner is 0 without a ridge). One step of iterative refinement with the exact H + ρI
+    follows. The ridge goes the same way: formed densely on wide data its m×m matrix would not fit (300 Fashion-MNIST
+    images, 784 pixels: m = 43972, 14.4 GiB, against (n + q)² for the Woodbury form); the dense matrix is only a
+    fallback (the saddle-point system does not factor) while it stays small (:data:`DENSE_FALLBACK_BYTES`), else the
+    direction is zero (no step: the caller's line search fails and it tries a ridge).
     """
     n, m = A.shape
     q = len(sizes)
@@ -468,42 +472,57 @@ def _newton_direction(A: torch.Tensor, h: torch.Tensor, zh: torch.Tensor, bn: to
             H.diagonal().add_(ridge * float(H.diagonal().abs().max()))
         return _spd_solve(H, g)
 
-    if ridge > 0 or n * n * m + (n + q) ** 3 >= 0.7 * (n * m * m + m ** 3 / 3):
+    if n * n * m + (n + q) ** 3 >= 0.7 * (n * m * m + m ** 3 / 3):
         return dense()
+
+    def fallback() -> torch.Tensor:
+        return dense() if 8.0 * m * m <= DENSE_FALLBACK_BYTES else torch.zeros_like(g)
+
     sizes_t = torch.as_tensor(sizes, device=A.device)
     idx = torch.repeat_interleave(torch.arange(q, device=A.device), sizes_t)
     bexp = beta[idx]
+    rho = 0.0
+    if ridge > 0:  # ρ relative to H's largest diagonal entry, Σ_r h_r A_rj² + β_j (1 − ẑ_j²), as dense() takes it
+        rho = ridge * float(((h[:, None] * A * A).sum(0) + bexp * (1.0 - zh * zh)).abs().max())
+    bb = bexp + rho
     sl = h.sqrt()
-    At = A * (sl[:, None] / bexp.sqrt()[None, :])
+    At = A * (sl[:, None] / bb.sqrt()[None, :])
     K = A.new_zeros((n + q, n + q))
     K[:n, :n] = At @ At.T
     K[:n, :n].diagonal().add_(1.0)
-    z = zh / bexp * alpha  # z = ẑ‖z‖ blockwise
+    z = zh / bb * alpha  # without a ridge z = ẑ‖z‖ blockwise
     Az = torch.zeros((n, q), dtype=A.dtype, device=A.device).index_add_(1, idx, A * z[None, :])  # A_b z_b
     K[:n, n:] = sl[:, None] * Az / alpha
     K[n:, :n] = K[:n, n:].T
+    if rho > 0:
+        K[n:, n:].diagonal().copy_(1.0 / (beta + rho) - 1.0 / beta)
 
     def zdot(v: torch.Tensor) -> torch.Tensor:
         return torch.zeros(q, dtype=v.dtype, device=v.device).index_add_(0, idx, zh * v)
 
     def apply_H(v: torch.Tensor) -> torch.Tensor:
-        return A.T @ (h * (A @ v)) + bexp * v - zh * (beta * zdot(v))[idx]
+        Hv = A.T @ (h * (A @ v)) + bexp * v - zh * (beta * zdot(v))[idx]
+        return Hv + rho * v if rho > 0 else Hv
 
     LU, piv, info = torch.linalg.lu_factor_ex(K)
     if bool(info):
-        return dense()
+        return fallback()
 
     def solve(r: torch.Tensor) -> torch.Tensor:
-        Br = r / bexp
+        Br = r / bb
         rhs = torch.cat([sl * (A @ Br), zdot(Br)])
         y = torch.linalg.lu_solve(LU, piv, rhs[:, None])[:, 0]
-        return Br - (A.T @ (sl * y[:n]) + zh * y[n:][idx]) / bexp
+        return Br - (A.T @ (sl * y[:n]) + zh * y[n:][idx]) / bb
 
     dz = solve(-g)
     dz = dz + solve(-g - apply_H(dz))
     if not bool(torch.isfinite(dz).all()):
-        return dense()
+        return fallback()
     return dz
+
+
+# the active-set Newton step's dense m×m matrix as a fallback of its Woodbury form: at most this many bytes
+DENSE_FALLBACK_BYTES = 2.0 * 2**30
 
 
 def _padded_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
