@@ -165,7 +165,7 @@ class _Deadline:
         max_time = 2/3 of the full solve: the certificate's relative gap was 0.54, the sum over columns being
         dominated by the unstarted ones)."""
         if self.at is None:
-            return _Deadline(None, parent=self)
+            return self
         now = time.perf_counter()
         return _Deadline(now + max(self.at - now, 0.0) / max(parts, 1), parent=self)
 
@@ -442,7 +442,7 @@ def _spd_solve(H: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 def _newton_direction(A: torch.Tensor, h: torch.Tensor, zh: torch.Tensor, bn: torch.Tensor, sizes: list[int],
-                      g: torch.Tensor, alpha: float, ridge: float = 0.0) -> torch.Tensor:
+                      g: torch.Tensor, alpha: float, ridge: float = 0.0) -> torch.Tensor | None:
     """The Newton direction −H⁻¹g of the reduced problem, H = AᵀΛA + blockdiag(β_b (I − ẑ_b ẑ_bᵀ)),
     β_b = α/‖z_b‖ (A (n, m), Λ = diag(h)); with ``ridge`` > 0, −(H + ρI)⁻¹g, ρ = ridge·max_j H_jj.
 
@@ -452,8 +452,8 @@ def _newton_direction(A: torch.Tensor, h: torch.Tensor, zh: torch.Tensor, bn: to
     − 1/β)]] (‖ẑ_b‖ = 1; the corner is 0 without a ridge). One step of iterative refinement with the exact H + ρI
     follows. The ridge goes the same way: formed densely on wide data its m×m matrix would not fit (300 Fashion-MNIST
     images, 784 pixels: m = 43972, 14.4 GiB, against (n + q)² for the Woodbury form); the dense matrix is only a
-    fallback (the saddle-point system does not factor) while it stays small (:data:`DENSE_FALLBACK_BYTES`), else the
-    direction is zero (no step: the caller's line search fails and it tries a ridge).
+    fallback (the saddle-point system does not factor) while it stays small (:data:`DENSE_FALLBACK_BYTES`), else there
+    is no direction: None (the caller takes no step and tries a ridge).
     """
     n, m = A.shape
     q = len(sizes)
@@ -475,8 +475,8 @@ def _newton_direction(A: torch.Tensor, h: torch.Tensor, zh: torch.Tensor, bn: to
     if n * n * m + (n + q) ** 3 >= 0.7 * (n * m * m + m ** 3 / 3):
         return dense()
 
-    def fallback() -> torch.Tensor:
-        return dense() if 8.0 * m * m <= DENSE_FALLBACK_BYTES else torch.zeros_like(g)
+    def fallback() -> torch.Tensor | None:
+        return dense() if 8.0 * m * m <= DENSE_FALLBACK_BYTES else None
 
     sizes_t = torch.as_tensor(sizes, device=A.device)
     idx = torch.repeat_interleave(torch.arange(q, device=A.device), sizes_t)
@@ -652,7 +652,7 @@ class _ActiveSet:
                     dz = _newton_direction(Ared, h, zh, bn, sizes, g, alpha)
                     info.newton_iterations += 1
                     t0 = info.tick("newton system", t0)
-                    stepped = self._step(bl, sizes, g, dz, f)
+                    stepped = dz is not None and self._step(bl, sizes, g, dz, f)
                     if not stepped and gmax > stall_tol:
                         # far from stationary yet no decrease: the reduced Hessian is (numerically) singular
                         # (the group norm is flat along a block's radius where two blocks predict alike, and
@@ -661,7 +661,7 @@ class _ActiveSet:
                         for ridge in (1e-10, 1e-7, 1e-4):
                             dz = _newton_direction(Ared, h, zh, bn, sizes, g, alpha, ridge=ridge)
                             info.newton_iterations += 1
-                            if self._step(bl, sizes, g, dz, f):
+                            if dz is not None and self._step(bl, sizes, g, dz, f):
                                 stepped = True
                                 break
                         t0 = info.tick("newton system", t0)
@@ -1283,6 +1283,15 @@ def _ipm_direction(system: _IPMSystem, col: _Column, rd: torch.Tensor, rp: torch
     return dx, ds, (-F2 - mu * ds) / s
 
 
+def _report(progress: Callable[[dict], None] | None, column: int, iteration: int, cert: tuple[float, float],
+            gap: float) -> None:
+    """An interior-point method's progress record: the certificate (primal, dual) and relative gap it would return
+    if it stopped here (its best iterate's)."""
+    if progress is not None:
+        progress({"stage": "ipm", "column": column, "ipm_iteration": iteration, "primal": cert[0],
+                  "dual": cert[1], "gap": cert[0] - cert[1], "relative_gap": gap})
+
+
 def _gate_start(col: _Column, beta: float) -> torch.Tensor:
     """The interior methods' starting blocks (nb, d): each block's gate (strictly inside its cone), scaled to norm
     ``beta``·√d / mean‖x_r‖ (predictions of order ``beta``)."""
@@ -1382,10 +1391,7 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
             since_best = 0
         else:
             since_best += 1
-        if progress is not None:  # the certificate the method would return if it stopped here: its best iterate's
-            progress({"stage": "ipm", "column": column, "ipm_iteration": info.ipm_iterations,
-                      "primal": best_cert[0], "dual": best_cert[1], "gap": best_cert[0] - best_cert[1],
-                      "relative_gap": best[0]})
+        _report(progress, column, info.ipm_iterations, best_cert, best[0])
         return gap
 
     t0 = time.perf_counter()
@@ -1748,10 +1754,7 @@ def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-3, max_iter: 
             since_best = 0
         else:
             since_best += 1
-        if progress is not None:  # the certificate the method would return if it stopped here
-            progress({"stage": "ipm", "column": column, "ipm_iteration": info.ipm_iterations,
-                      "primal": best_cert[0], "dual": best_cert[1], "gap": best_cert[0] - best_cert[1],
-                      "relative_gap": best[0]})
+        _report(progress, column, info.ipm_iterations, best_cert, best[0])
 
     comp = complementarity()
     t0 = time.perf_counter()
