@@ -283,6 +283,33 @@ def test_default_classifier_certifies_raw_pmlb_tables(name, n):
     assert m.history_ and all(rec.get("stage") in ("ipm", "polish", "prune") for rec in m.history_)
 
 
+def test_default_classifier_certifies_raw_pixels_with_as_many_rows_as_columns():
+    """200 raw Fashion-MNIST images (sneaker vs ankle boot, pixels in [0, 1], 50 patterns): the row-space program
+    has n = d and can fit the labels almost exactly. With the group norm smoothed by its barrier, the
+    interior-point iterates traded norm for fit without bound (objective 0.038 → 1.6 in 14 iterations, optimum
+    0.00305) and the fit ended at relative gap 1.0, training accuracy 0.48; with the norm as second-order cones it
+    certifies (20 iterations)."""
+    from convexnn.datasets import load_fashion_mnist
+
+    X, y = load_fashion_mnist("train", classes=(7, 9), n=200, seed=0)
+    m = _no_convergence_warning_fit(ConvexReLUClassifier(n_threads=1, n_patterns=50, random_state=0),
+                                    X.reshape(len(X), -1).astype(np.float64), y)
+    assert 0.0 <= m.certificate_.gap and m.certificate_.relative_gap <= 1e-6
+    assert m.score(X.reshape(len(X), -1), y) == 1.0
+
+
+def test_default_classifier_certifies_raw_magic():
+    """Raw magic (600 rows, columns on scales up to 1e2): the norm cones drift off the central path (a block's x
+    near its cone's boundary while its dual z is near ‖z‖ = α) and the interior-point steps shrank to 0.01–0.1,
+    no certificate in 80 iterations, until the Gondzio corrector moved the cones' eigenvalues too."""
+    from convexnn.datasets import load_pmlb
+
+    X, y = load_pmlb("magic", n=600, seed=0)
+    m = _no_convergence_warning_fit(ConvexReLUClassifier(n_threads=1, random_state=0), X, y)
+    assert 0.0 <= m.certificate_.gap and m.certificate_.relative_gap <= 1e-6
+    assert m.objective_ == pytest.approx(m.certificate_.primal)
+
+
 def test_default_hinge_classifier_certifies_standardised_magic():
     """Standardised magic (600 rows), hinge loss. The barrier stops at about 2e-6 (rounding); the reduced
     Newton finish used to stall on a support block whose optimum is zero (traced on standardised spectf: a
