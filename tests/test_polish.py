@@ -225,6 +225,25 @@ def test_hinge_against_cvxpy(breast_cancer, kind, rows, gates):
           f"{info.newton_iterations} reduced Newton iterations, {cert}")
 
 
+def _interior_cone_pairs(col, g, scale=1.0):
+    """Random norm-cone pairs strictly inside their cones for the blocks of ``col``: x (nb, d) of entries
+    ``scale``·N(0, 1), t > ‖x‖ by U(0.1, 1.1), z of norm U(0, 1)·α."""
+    x = scale * torch.randn((col.nb, col.d), generator=g, dtype=torch.float64)
+    t = torch.linalg.vector_norm(x, dim=1) + 0.1 + torch.rand(col.nb, generator=g, dtype=torch.float64)
+    z = torch.randn((col.nb, col.d), generator=g, dtype=torch.float64)
+    z *= col.alpha * torch.rand((col.nb, 1), generator=g, dtype=torch.float64) / torch.linalg.vector_norm(
+        z, dim=1, keepdim=True)
+    return t, x, z
+
+
+def _scaled_complementarity(cones, dt, dx, dz):
+    """The left side λ̂ ∘ (W (0, dz) + W⁻¹ (dt, dx)) of the norm cones' linearised complementarity."""
+    nt = cones.nt
+    w = nt.apply((torch.zeros_like(dt), dz))
+    wi = nt.apply_inv((dt, dx))
+    return soc.jordan(nt.lam, (w[0] + wi[0], w[1] + wi[1]))
+
+
 def test_hinge_ipm_direction_solves_the_unreduced_newton_system(breast_cancer):
     """The hinge interior-point direction, found through the reduced (n-space) system, against every equation of
     the full linearised KKT system it eliminates:
@@ -245,11 +264,7 @@ def test_hinge_ipm_direction_solves_the_unreduced_newton_system(breast_cancer):
     def rnd(*shape):
         return torch.randn(shape, generator=g, dtype=torch.float64)
 
-    x = rnd(nb, d)
-    t = torch.linalg.vector_norm(x, dim=1) + pos(nb)
-    z = rnd(nb, d)
-    z = z * (col.alpha * torch.rand(nb, 1, generator=g, dtype=torch.float64) / torch.linalg.vector_norm(z, dim=1,
-                                                                                                    keepdim=True))
+    t, x, z = _interior_cone_pairs(col, g)
     cones = PL._NormCones(t, x, z, col.alpha)
     xi, e, pi0, pi1 = pos(n), pos(n), pos(n) / n, pos(n) / n
     s, mu, rp, Fc = pos(nb, n), pos(nb, n), rnd(nb, n), rnd(nb, n)
@@ -264,10 +279,7 @@ def test_hinge_ipm_direction_solves_the_unreduced_newton_system(breast_cancer):
         system, col, (x, t, z, xi, e, pi0, pi1, s, mu), (rd, rxi, re, rp), om, (Fc, F0, F1), cones, r, refine=2)
     y = col.y
     lhs = -col.block_grad(y * dpi1) - (col.Sg * dmu) @ col.X - dz
-    nt = cones.nt
-    w = nt.apply((torch.zeros_like(dt), dz))
-    wi = nt.apply_inv((dt, dx))
-    comp = soc.jordan(nt.lam, (w[0] + wi[0], w[1] + wi[1]))
+    comp = _scaled_complementarity(cones, dt, dx, dz)
     assert torch.allclose(comp[0], r[0], atol=1e-9) and torch.allclose(comp[1], r[1], atol=1e-9)
     assert torch.allclose(col.slack(dx) - ds, -rp, atol=1e-10)
     assert torch.allclose(mu * ds + s * dmu, -Fc, atol=1e-10)
@@ -954,11 +966,7 @@ def test_ipm_direction_solves_the_linearised_kkt_system(breast_cancer):
     def rnd(*shape):
         return torch.randn(shape, generator=g, dtype=torch.float64)
 
-    x = 0.1 * rnd(nb, d)
-    t = torch.linalg.vector_norm(x, dim=1) + torch.rand(nb, generator=g, dtype=torch.float64)
-    z = rnd(nb, d)
-    z = z * (col.alpha * torch.rand(nb, 1, generator=g, dtype=torch.float64) / torch.linalg.vector_norm(z, dim=1,
-                                                                                                    keepdim=True))
+    t, x, z = _interior_cone_pairs(col, g, scale=0.1)
     s = 0.1 + torch.rand((nb, n), generator=g, dtype=torch.float64)
     mu = 0.1 + torch.rand((nb, n), generator=g, dtype=torch.float64)
     a = col.pred(x)
@@ -974,10 +982,7 @@ def test_ipm_direction_solves_the_linearised_kkt_system(breast_cancer):
     assert torch.allclose(lhs, -rd, atol=1e-10 * float(rd.abs().max()))
     assert torch.allclose(col.slack(dx) - ds, -rp, atol=1e-12)
     assert torch.allclose(mu * ds + s * dmu, -F2, atol=1e-12)
-    nt = cones.nt
-    w = nt.apply((torch.zeros_like(dt), dz))
-    wi = nt.apply_inv((dt, dx))
-    comp = soc.jordan(nt.lam, (w[0] + wi[0], w[1] + wi[1]))
+    comp = _scaled_complementarity(cones, dt, dx, dz)
     assert torch.allclose(comp[0], r[0], atol=1e-10) and torch.allclose(comp[1], r[1], atol=1e-10)
     ap, ad = PL._ipm_steps(s, mu, t, x, z, cones.alpha, (dx, ds, dmu, dt, dz))
     for step, ok in ((ap, lambda h: bool(((s + h * ds) >= 0).all()) and soc.jdet(t + h * dt, x + h * dx).min() >= 0),
