@@ -984,7 +984,7 @@ def test_ipm_direction_solves_the_linearised_kkt_system(breast_cancer):
     assert torch.allclose(mu * ds + s * dmu, -F2, atol=1e-12)
     comp = _scaled_complementarity(cones, dt, dx, dz)
     assert torch.allclose(comp[0], r[0], atol=1e-10) and torch.allclose(comp[1], r[1], atol=1e-10)
-    ap, ad = PL._ipm_steps(s, mu, t, x, z, cones.alpha, (dx, ds, dmu, dt, dz))
+    ap, ad = PL._ipm_steps(s, mu, t, x, z, cones, (dx, ds, dmu, dt, dz))
     for step, ok in ((ap, lambda h: bool(((s + h * ds) >= 0).all()) and soc.jdet(t + h * dt, x + h * dx).min() >= 0),
                      (ad, lambda h: bool(((mu + h * dmu) >= 0).all())
                       and bool((torch.linalg.vector_norm(z + h * dz, dim=1) <= col.alpha).all()))):

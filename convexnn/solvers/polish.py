@@ -1247,8 +1247,8 @@ def _relu_dual_bound(col: _Column, lam: torch.Tensor, mu: torch.Tensor, steps: i
     lam = losses.project_dual(col.loss, lam[:, None], y)[:, 0]
     c = col.block_grad(lam)
     mu = torch.clamp(mu, min=0.0)
-    R = c - (col.Sg * mu) @ col.X
-    res = torch.linalg.vector_norm(R, dim=1)
+    Gmu = (col.Sg * mu) @ col.X  # G_bᵀμ_b per block (nb, d)
+    res = torch.linalg.vector_norm(c - Gmu, dim=1)
     bad = torch.nonzero(res > col.alpha)[:, 0]
     if steps > 0 and bad.numel() > 0:
         Lx = float(torch.linalg.matrix_norm(col.X, ord=2)) ** 2 if Lx is None else Lx
@@ -1259,19 +1259,21 @@ def _relu_dual_bound(col: _Column, lam: torch.Tensor, mu: torch.Tensor, steps: i
             Mn = torch.clamp(Yb + (Sb * (Rb @ col.X.T)) / Lx, min=0.0)
             tn = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * tk * tk))
             Yb, Mb, tk = Mn + ((tk - 1.0) / tn) * (Mn - Mb), Mn, tn
-        rb = torch.linalg.vector_norm(cb - (Sb * Mb) @ col.X, dim=1)
-        better = rb < res[bad]
-        mu = mu.clone()
-        mu[bad[better]] = Mb[better]
-        res = res.clone()
-        res[bad[better]] = rb[better]
-    s = min(1.0, col.alpha / max(float(res.max()), 1e-300))
-    bound = -float(losses.conjugate(col.loss, (s * lam)[:, None], y).sum())
+        Gb = (Sb * Mb) @ col.X
+        rb = torch.linalg.vector_norm(cb - Gb, dim=1)
+        keep = rb < res[bad]
+        better = bad[keep]
+        mu, Gmu, res = mu.clone(), Gmu.clone(), res.clone()
+        mu[better], Gmu[better], res[better] = Mb[keep], Gb[keep], rb[keep]
+
+    def scaled_bound(lam: torch.Tensor, res: torch.Tensor) -> tuple[float, float]:
+        s = min(1.0, col.alpha / max(float(res.max()), 1e-300))
+        return -float(losses.conjugate(col.loss, (s * lam)[:, None], y).sum()), s
+
+    bound, s = scaled_bound(lam, res)
     if s < 1.0:
-        lam2 = losses.project_dual(col.loss, _loss_dual_repair(col, lam, c - (col.Sg * mu) @ col.X)[:, None], y)[:, 0]
-        res2 = torch.linalg.vector_norm(col.block_grad(lam2) - (col.Sg * mu) @ col.X, dim=1)
-        s2 = min(1.0, col.alpha / max(float(res2.max()), 1e-300))
-        bound2 = -float(losses.conjugate(col.loss, (s2 * lam2)[:, None], y).sum())
+        lam2 = losses.project_dual(col.loss, _loss_dual_repair(col, lam, c - Gmu)[:, None], y)[:, 0]
+        bound2, _ = scaled_bound(lam2, torch.linalg.vector_norm(col.block_grad(lam2) - Gmu, dim=1))
         if bound2 > bound:
             return bound2, mu, lam2
     return bound, mu, lam
@@ -1316,16 +1318,43 @@ class _NormCones:
         """The cones' d×d block of the Newton matrix, (nb, d, d)."""
         return _norm_barrier_hessian(self.qh, self.c, self.om)
 
-    def square(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """λ̂ ∘ λ̂ (the scaled complementarity)."""
-        return soc.jordan(self.nt.lam, self.nt.lam)
+    @staticmethod
+    def central(x: torch.Tensor, alpha: float, m: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The interior methods' start of the cones: the central pair of each x_b for the mean complementarity m,
+        t² − ‖x‖² = m t/α and z = −αx/t (then (t, x) ∘ (α, z) = m e). Returns (t (nb,), z (nb, d))."""
+        xr = torch.linalg.vector_norm(x, dim=1)
+        t = 0.5 * (m / alpha + torch.sqrt((m / alpha) ** 2 + 4.0 * xr * xr))
+        return t, -alpha * x / t[:, None]
 
-    def rhs(self, r: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    @staticmethod
+    def products(t: torch.Tensor, x: torch.Tensor, z: torch.Tensor, alpha: float) -> torch.Tensor:
+        """Each cone's complementarity (t_b, x_b)ᵀ(α, z_b) = α t_b + x_bᵀz_b, (nb,)."""
+        return alpha * t + (x * z).sum(1)
+
+    def target(self, tgt: float, aff: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cones' complementarity target r = tgt·e − λ̂∘λ̂ (the predictor's with tgt = 0), less Mehrotra's
+        second-order term (W⁻¹du) ∘ (W dv) of the predictor's direction ``aff`` = (dt, dx, dz) when given."""
+        l2 = soc.jordan(self.nt.lam, self.nt.lam)
+        r = (tgt - l2[0], -l2[1])
+        if aff is None:
+            return r
+        dt, dx, dz = aff
+        so = soc.jordan(self.nt.apply_inv((dt, dx)), self.nt.apply((torch.zeros_like(dt), dz)))
+        return r[0] - so[0], r[1] - so[1]
+
+    def steps(self, t: torch.Tensor, x: torch.Tensor, z: torch.Tensor, dt: torch.Tensor, dx: torch.Tensor,
+              dz: torch.Tensor) -> tuple[float, float]:
+        """The largest steps that keep (t, x) ∈ K and (α, z) ∈ K (inf where any step does)."""
+        return (float(soc.max_step((t, x), (dt, dx)).min()),
+                float(soc.max_step((self.alpha, z), (torch.zeros_like(t), dz)).min()))
+
+    def rhs(self, r: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, tuple[tuple, torch.Tensor]]:
         """For the complementarity target r: the x-system's extra right-hand side g₁ − q₀ g₀/q₀₀ (nb, d), and
-        (a, g) for :meth:`back`."""
+        (a, g₀) for :meth:`back`."""
         a = soc.arrow_solve(self.nt.lam, r)
         g = self.nt.apply_inv(a)
-        return g[1] - self.q0 * (g[0] / self.q00)[:, None], a
+        return g[1] - self.q0 * (g[0] / self.q00)[:, None], (a, g[0])
 
     def centred(self, r: tuple[torch.Tensor, torch.Tensor], step: tuple[torch.Tensor, ...], tp: float, td: float,
                 tgt: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1349,9 +1378,9 @@ class _NormCones:
         dp, dm = move(q0 + nq), move(q0 - nq)
         return r[0] + 0.5 * (dp + dm), r[1] + (0.5 * (dp - dm))[:, None] * qh
 
-    def back(self, a: tuple[torch.Tensor, torch.Tensor], dx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(dt (nb,), dz (nb, d)) from dx: dt = (g₀ − q₀ᵀdx)/q₀₀, dv = W⁻¹(a − W⁻¹du)."""
-        g0 = self.nt.apply_inv(a)[0]
+    def back(self, sol: tuple[tuple, torch.Tensor], dx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dt (nb,), dz (nb, d)) from dx and :meth:`rhs`'s (a, g₀): dt = (g₀ − q₀ᵀdx)/q₀₀, dv = W⁻¹(a − W⁻¹du)."""
+        a, g0 = sol
         dt = (g0 - (self.q0 * dx).sum(1)) / self.q00
         wu = self.nt.apply_inv((dt, dx))
         return dt, self.nt.apply_inv((a[0] - wu[0], a[1] - wu[1]))[1]
@@ -1364,21 +1393,20 @@ def _ipm_direction(system: _IPMSystem, col: _Column, rd: torch.Tensor, rp: torch
     H dx − Gᵀdμ − dz = −rd,  G dx − ds = −rp,  μ ds + s dμ = −F2,  λ̂ ∘ (W dv + W⁻¹du) = r  (u = (t, x),
     v = (α, z), dλ = 0; see :class:`_NormCones`), with the factored H of ``system`` (``refine`` steps of
     iterative refinement)."""
-    extra, a = cones.rhs(r)
+    extra, sol = cones.rhs(r)
     dx = system.solve(extra - rd - (col.Sg * ((F2 + mu * rp) / s)) @ col.X, refine=refine)
     ds = col.Sg * (dx @ col.X.T) + rp
-    dt, dz = cones.back(a, dx)
+    dt, dz = cones.back(sol, dx)
     return dx, ds, (-F2 - mu * ds) / s, dt, dz
 
 
 def _ipm_steps(s: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, x: torch.Tensor, z: torch.Tensor,
-               alpha: torch.Tensor, d: tuple[torch.Tensor, ...]) -> tuple[float, float]:
+               cones: _NormCones, d: tuple[torch.Tensor, ...]) -> tuple[float, float]:
     """The largest primal and dual steps ≤ 1 along d = (dx, ds, dμ, dt, dz) that keep s, μ ≥ 0, (t, x) ∈ K and
     (α, z) ∈ K."""
     dx, ds, dmu, dt, dz = d
-    ap = min(_max_step(s, ds), float(soc.max_step((t, x), (dt, dx)).min()))
-    ad = min(_max_step(mu, dmu), float(soc.max_step((alpha, z), (torch.zeros_like(alpha), dz)).min()))
-    return ap, ad
+    kp, kd = cones.steps(t, x, z, dt, dx, dz)
+    return min(_max_step(s, ds), kp), min(_max_step(mu, dmu), kd)
 
 
 def _report(progress: Callable[[dict], None] | None, column: int, iteration: int, cert: tuple[float, float],
@@ -1461,11 +1489,8 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
     sm = float((s * mu).sum())
     s = s + 0.5 * sm / max(float(mu.sum()), 1e-300)
     mu = mu + 0.5 * sm / max(float(s.sum()), 1e-300)
-    # the norm cones at the central pair of each x_b for the orthant's mean complementarity m₀
-    m0 = float((mu * s).sum()) / m
-    xr = torch.linalg.vector_norm(x, dim=1)
-    t = 0.5 * (m0 / alpha + torch.sqrt((m0 / alpha) ** 2 + 4.0 * xr * xr))
-    z = -alpha * x / t[:, None]
+    # the norm cones at the central pair of each x_b for the orthant's mean complementarity
+    t, z = _NormCones.central(x, alpha, float((mu * s).sum()) / m)
     best = (math.inf, x, mu, s, None, mu)
     best_cert = (math.inf, -math.inf)  # (primal, dual) of the best certified iterate
     lowest = (math.inf, x, mu)  # (primal, x, μ) of the certified iterate of lowest objective (the start if none)
@@ -1474,7 +1499,7 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
 
     def complementarity() -> float:
         """μᵀs + Σ_b (t_b, x_b)ᵀ(α, z_b)."""
-        return float((mu * s).sum()) + float((alpha * t + (x * z).sum(1)).sum())
+        return float((mu * s).sum()) + float(_NormCones.products(t, x, z, alpha).sum())
 
     def a_new(x: torch.Tensor) -> torch.Tensor:
         return (col.Dm * (x @ X.T)).sum(0)
@@ -1485,7 +1510,7 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
         nonlocal best, best_cert, lowest, since_best, t0
         _, _, pred, prim = col.repaired(x)
         # two loss-dual candidates: ∇L at the repaired point and at the iterate itself (whose dual
-        # residual c − Gᵀμ + αx/t → 0); late, projected-gradient steps on the μ of the violating blocks
+        # residual c − z − Gᵀμ → 0); late, projected-gradient steps on the μ of the violating blocks
         dual, lam, mu_c = -math.inf, None, mu
         for cand in (losses.grad(loss, pred, y[:, None])[:, 0], _loss_grad(loss, a_new(x), y)):
             dv, mu_v, lam_v = _relu_dual_bound(col, cand, mu, refine_steps if best[0] < 1e-3 else 0, Lx)
@@ -1536,19 +1561,16 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
         t0 = info.tick("ipm factor", t0)
         rd = c - z - (col.Sg * mu) @ X  # dual residual
         # predictor (affine; no iterative refinement: it only sets σ and the second-order term), then corrector
-        l2 = cones.square()
-        aff = _ipm_direction(system, col, rd, rp, s, mu, s * mu, cones, (-l2[0], -l2[1]), refine=0)
-        ap, ad = _ipm_steps(s, mu, t, x, z, cones.alpha, aff)
+        aff = _ipm_direction(system, col, rd, rp, s, mu, s * mu, cones, cones.target(0.0), refine=0)
+        ap, ad = _ipm_steps(s, mu, t, x, z, cones, aff)
         dxa, dsa, dmua, dta, dza = aff
         maff = (float(((s + ap * dsa) * (mu + ad * dmua)).sum()) + float(
-            (alpha * (t + ap * dta) + ((x + ap * dxa) * (z + ad * dza)).sum(1)).sum())) / (m + nb)
+            _NormCones.products(t + ap * dta, x + ap * dxa, z + ad * dza, alpha).sum())) / (m + nb)
         sigma = min(1.0, (maff / max(mbar, 1e-300)) ** 3)
         F2 = s * mu + dsa * dmua - sigma * mbar
-        # the cones' second-order term (W⁻¹du_aff) ∘ (W dv_aff), in the scaled space
-        so = soc.jordan(cones.nt.apply_inv((dta, dxa)), cones.nt.apply((torch.zeros_like(dta), dza)))
-        r = (sigma * mbar - l2[0] - so[0], -l2[1] - so[1])
+        r = cones.target(sigma * mbar, (dta, dxa, dza))
         step = _ipm_direction(system, col, rd, rp, s, mu, F2, cones, r, refine=1)
-        ap, ad = _ipm_steps(s, mu, t, x, z, cones.alpha, step)
+        ap, ad = _ipm_steps(s, mu, t, x, z, cones, step)
         for _ in range(correctors):
             # Gondzio's centrality corrector: at the trial point of a longer step (1.5 α + 0.1), push the
             # complementarity products μ_j s_j, and the eigenvalues of the cones' scaled products, back into
@@ -1560,7 +1582,7 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
             F2c = F2 - torch.clamp(torch.clamp(v, min=0.1 * tgt, max=10.0 * tgt) - v, min=-10.0 * tgt)
             rc = cones.centred(r, step, tp, td, tgt)
             stepc = _ipm_direction(system, col, rd, rp, s, mu, F2c, cones, rc, refine=1)
-            apc, adc = _ipm_steps(s, mu, t, x, z, cones.alpha, stepc)
+            apc, adc = _ipm_steps(s, mu, t, x, z, cones, stepc)
             if min(apc, adc) < 1.01 * min(ap, ad):
                 break
             step, ap, ad, F2, r = stepc, apc, adc, F2c, rc
@@ -1804,10 +1826,10 @@ def _hinge_ipm_direction(system: _IPMSystem, col: _Column, v: tuple, res: tuple,
     y, X = col.y, col.X
     th0, th1 = pi0 / xi, pi1 / e
     g1 = -F1 / e + th1 * (rxi + F0 / xi + F1 / e) / (th0 + th1)
-    extra, a = cones.rhs(r)
+    extra, sol = cones.rhs(r)
     rhs = extra + col.block_grad(y * (g1 - om * re)) - rd - (col.Sg * ((Fc + mu * rp) / s)) @ X
     dx = system.solve(rhs, refine=refine)
-    dt, dz = cones.back(a, dx)
+    dt, dz = cones.back(sol, dx)
     q = y * col.pred(dx) + re
     dxi = (-rxi - F0 / xi - F1 / e - th1 * q) / (th0 + th1)
     de = dxi + q
@@ -1815,9 +1837,9 @@ def _hinge_ipm_direction(system: _IPMSystem, col: _Column, v: tuple, res: tuple,
     dpi1 = (-F1 - pi1 * de) / e
     ds = col.Sg * (dx @ X.T) + rp
     dmu = (-Fc - mu * ds) / s
-    ap = min(_max_step(xi, dxi), _max_step(e, de), _max_step(s, ds), float(soc.max_step((t, x), (dt, dx)).min()))
-    ad = min(_max_step(pi0, dpi0), _max_step(pi1, dpi1), _max_step(mu, dmu),
-             float(soc.max_step((cones.alpha, z), (torch.zeros_like(t), dz)).min()))
+    kp, kd = cones.steps(t, x, z, dt, dx, dz)
+    ap = min(_max_step(xi, dxi), _max_step(e, de), _max_step(s, ds), kp)
+    ad = min(_max_step(pi0, dpi0), _max_step(pi1, dpi1), _max_step(mu, dmu), kd)
     return (dx, dt, dz, dxi, de, dpi0, dpi1, ds, dmu), ap, ad
 
 
@@ -1869,16 +1891,14 @@ def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-3, max_iter: 
     s = s.clamp(min=1e-8 * max(float(s.mean()), 1e-300))
     hinge_mean = float((xi * pi0).sum() + (e * pi1).sum()) / (2 * n)
     mu = torch.full_like(s, HINGE_IPM_MU_START * hinge_mean / float(s.mean()))
-    # the norm cones at the central pair of each x_b for the mean complementarity of the hinge pairs (as in _ipm)
-    xr = torch.linalg.vector_norm(x, dim=1)
-    t = 0.5 * (hinge_mean / alpha + torch.sqrt((hinge_mean / alpha) ** 2 + 4.0 * xr * xr))
-    z = -alpha * x / t[:, None]
+    # the norm cones at the central pair of each x_b for the mean complementarity of the hinge pairs
+    t, z = _NormCones.central(x, alpha, hinge_mean)
     best = (math.inf, x, mu, pi1.clamp(0.0, 1.0 / n))  # (gap, x, μ, u) of the best certified point
     best_cert = (math.inf, -math.inf)  # its (primal, dual)
     since_best = 0
 
     def complementarity() -> float:
-        return float((xi * pi0).sum() + (e * pi1).sum() + (s * mu).sum() + (alpha * t + (x * z).sum(1)).sum())
+        return float((xi * pi0).sum() + (e * pi1).sum() + (s * mu).sum() + _NormCones.products(t, x, z, alpha).sum())
 
     def certify(x: torch.Tensor, mu: torch.Tensor, pi1: torch.Tensor) -> None:
         """Certify the iterate (x, μ, π₁), keep it if it is the best so far, report the best."""
@@ -1926,17 +1946,15 @@ def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-3, max_iter: 
 
         # predictor (affine scaling), then Mehrotra's corrector with centering σ = (m̄_aff/m̄)³
         F = (s * mu, xi * pi0, e * pi1)
-        l2 = cones.square()
-        aff, ap, ad = _hinge_ipm_direction(system, col, v, res, om, F, cones, (-l2[0], -l2[1]), refine=0)
+        aff, ap, ad = _hinge_ipm_direction(system, col, v, res, om, F, cones, cones.target(0.0), refine=0)
         dxa, dta, dza, dxi, de, dpi0, dpi1, ds, dmu = aff
         comp_aff = float(((xi + ap * dxi) * (pi0 + ad * dpi0)).sum() + ((e + ap * de) * (pi1 + ad * dpi1)).sum()
                          + ((s + ap * ds) * (mu + ad * dmu)).sum()
-                         + (alpha * (t + ap * dta) + ((x + ap * dxa) * (z + ad * dza)).sum(1)).sum())
+                         + _NormCones.products(t + ap * dta, x + ap * dxa, z + ad * dza, alpha).sum())
         tgt = min(1.0, (comp_aff / m / max(mbar, 1e-300)) ** 3) * mbar
         F = (s * mu + ds * dmu - tgt, xi * pi0 + dxi * dpi0 - tgt, e * pi1 + de * dpi1 - tgt)
-        so = soc.jordan(cones.nt.apply_inv((dta, dxa)), cones.nt.apply((torch.zeros_like(dta), dza)))
-        r = (tgt - l2[0] - so[0], -l2[1] - so[1])
-        step, ap, ad = _hinge_ipm_direction(system, col, v, res, om, F, cones, r, refine=1)
+        step, ap, ad = _hinge_ipm_direction(system, col, v, res, om, F, cones, cones.target(tgt, (dta, dxa, dza)),
+                                            refine=1)
         dx, dt, dz, dxi, de, dpi0, dpi1, ds, dmu = step
         st = eta_step * min(ap, ad, 1.0)
         x, t, z, xi, e = x + st * dx, t + st * dt, z + st * dz, xi + st * dxi, e + st * de
