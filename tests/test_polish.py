@@ -347,6 +347,59 @@ def test_hinge_certificates_never_overstate_optimality(breast_cancer):
         assert cert.primal >= opt * (1 - 1e-6)
 
 
+def test_hinge_stops_at_the_gap_target(breast_cancer):
+    """(C), hinge, with a gap target (what solve(solver="auto", tol) passes): certified to the target against CVXPY,
+    in fewer steps than to rounding level; without one, to rounding level."""
+    pb = _hinge_problem(breast_cancer, "relu", 150, 8)
+    opt = _cvxpy_reference(pb)
+    V, W, cert, info = polish(pb, pb.zeros(), pb.zeros(), method="ipm", gap_target=1e-5, return_info=True)
+    V0, W0, cert0, info0 = polish(pb, pb.zeros(), pb.zeros(), method="ipm", return_info=True)
+    assert 0.0 <= cert.relative_gap <= 1e-5 and cert0.relative_gap <= 1e-10
+    assert cert.dual <= opt * (1 + 1e-6) and abs(cert.primal - opt) <= 1e-5 * opt
+    assert float(operators.cone(pb.X, pb.D, V).min()) >= 0.0 and float(operators.cone(pb.X, pb.D, W).min()) >= 0.0
+    assert info.ipm_iterations + info.newton_iterations < info0.ipm_iterations + info0.newton_iterations
+
+
+def test_hinge_reduced_newton_by_lu_matches_least_squares(breast_cancer, monkeypatch):
+    """The reduced Newton step solves its KKT systems by LU where they are clearly regular, by minimum-norm least
+    squares elsewhere: from the same barrier point, least squares throughout reaches the same point."""
+    PL = sys.modules["convexnn.solvers.polish"]
+    pb = _hinge_problem(breast_cancer, "relu", 150, 8)
+    col = PL._Column(pb, 0)
+    x, mu, u, tau = PL._hinge_barrier(col, PL.PolishInfo(), gap_tol=1e-5)
+    regular = PL._regular_lu_solve
+    used = []
+
+    def counted(J, rhs):
+        out = regular(J, rhs)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(PL, "_regular_lu_solve", counted)
+    x1, p1, mu1 = PL._hinge_reduced(col, x, mu, u, tau, PL.PolishInfo())
+    assert any(used)
+    monkeypatch.setattr(PL, "_regular_lu_solve", lambda J, rhs: None)
+    x2, p2, mu2 = PL._hinge_reduced(col, x, mu, u, tau, PL.PolishInfo())
+    assert torch.allclose(x1, x2, rtol=1e-8, atol=1e-10 * float(x1.abs().max()))
+    assert torch.allclose(p1, p2, atol=1e-8) and torch.allclose(mu1, mu2, rtol=1e-6, atol=1e-10)
+    assert PL._hinge_repaired_gap(col, x1, mu1, p1 / col.n) <= 1e-8  # from the barrier point's 1e-5
+
+
+def test_regular_lu_solve_refuses_singular_systems():
+    """LU's solution for a regular matrix, None for a numerically singular one (where least squares must choose
+    among the solutions) and for an exactly singular one."""
+    PL = sys.modules["convexnn.solvers.polish"]
+    g = torch.Generator().manual_seed(1)
+    A = torch.randn((30, 30), generator=g, dtype=torch.float64)
+    b = torch.randn((30, 1), generator=g, dtype=torch.float64)
+    assert torch.allclose(PL._regular_lu_solve(A, b), torch.linalg.solve(A, b)[:, 0], rtol=1e-10, atol=1e-12)
+    B = torch.randn((30, 29), generator=g, dtype=torch.float64)
+    singular = B @ torch.randn((29, 30), generator=g, dtype=torch.float64)  # rank 29, up to rounding
+    assert PL._regular_lu_solve(singular, b) is None
+    A[:, 3] = 0.0
+    assert PL._regular_lu_solve(A, b) is None
+
+
 # ----------------------------------------------------------------------------------------------------
 # the interior-point path with a gap target (what solve(solver="auto") runs for (C)), and its linear algebra
 
