@@ -1768,7 +1768,7 @@ def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_i
             t0 = time.perf_counter()
             if gapf < best[0]:
                 best = (gapf, xf, muf, uf, best[4])
-        if finish is not None and gap <= finish_from:
+        if finish is not None and gap <= finish_from and best[0] > gap_tol:  # (not when this point is certified)
             # Newton on the reduced problem identified at this point; done if it certifies to rounding
             xf, muf, uf, gapf = finish(x, mu, p / n, tau)
             t0 = time.perf_counter()
