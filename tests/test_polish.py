@@ -226,6 +226,16 @@ def test_hinge_against_cvxpy(breast_cancer, kind, rows, gates):
           f"{info.newton_iterations} reduced Newton iterations, {cert}")
 
 
+def _normal(g, *shape):
+    """Standard normal draws of ``shape`` from the generator g (float64)."""
+    return torch.randn(shape, generator=g, dtype=torch.float64)
+
+
+def _positive(g, *shape):
+    """Draws of ``shape`` from U(0.1, 1.1), away from zero (float64): interior slacks and multipliers."""
+    return 0.1 + torch.rand(shape, generator=g, dtype=torch.float64)
+
+
 def _interior_cone_pairs(col, g, scale=1.0):
     """Random norm-cone pairs strictly inside their cones for the blocks of ``col``: x (nb, d) of entries
     ``scale``·N(0, 1), t > ‖x‖ by U(0.1, 1.1), z of norm U(0, 1)·α."""
@@ -258,24 +268,17 @@ def test_hinge_ipm_direction_solves_the_unreduced_newton_system(breast_cancer):
     col = PL._Column(pb, 0)
     n, d, nb = col.n, col.d, col.nb
     g = torch.Generator().manual_seed(5)
-
-    def pos(*shape):
-        return 0.1 + torch.rand(shape, generator=g, dtype=torch.float64)
-
-    def rnd(*shape):
-        return torch.randn(shape, generator=g, dtype=torch.float64)
-
     t, x, z = _interior_cone_pairs(col, g)
     cones = PL._NormCones(t, x, z, col.alpha)
-    xi, e, pi0, pi1 = pos(n), pos(n), pos(n) / n, pos(n) / n
-    s, mu, rp, Fc = pos(nb, n), pos(nb, n), rnd(nb, n), rnd(nb, n)
+    xi, e, pi0, pi1 = _positive(g, n), _positive(g, n), _positive(g, n) / n, _positive(g, n) / n
+    s, mu, rp, Fc = _positive(g, nb, n), _positive(g, nb, n), _normal(g, nb, n), _normal(g, nb, n)
     S = cones.block() + PL._weighted_grams(col.X, None, mu / s)
     th0, th1 = pi0 / xi, pi1 / e
     om = th0 * th1 / (th0 + th1)
     system = PL._IPMSystem(col, S, om)
     assert system.ok
-    rd, rxi, re, F0, F1 = rnd(nb, d), rnd(n) / n, rnd(n), rnd(n) / n, rnd(n) / n
-    r = (rnd(nb), rnd(nb, d))
+    rd, rxi, re, F0, F1 = _normal(g, nb, d), _normal(g, n) / n, _normal(g, n), _normal(g, n) / n, _normal(g, n) / n
+    r = (_normal(g, nb), _normal(g, nb, d))
     (dx, dt, dz, dxi, de, dpi0, dpi1, ds, dmu), ap, ad = PL._hinge_ipm_direction(
         system, col, (x, t, z, xi, e, pi0, pi1, s, mu), (rd, rxi, re, rp), om, (Fc, F0, F1), cones, r, refine=2)
     y = col.y
@@ -1035,21 +1038,16 @@ def test_ipm_direction_solves_the_linearised_kkt_system(breast_cancer):
     col = PL._Column(pb, 0)
     n, d, nb = col.n, col.d, col.nb
     g = torch.Generator().manual_seed(3)
-
-    def rnd(*shape):
-        return torch.randn(shape, generator=g, dtype=torch.float64)
-
     t, x, z = _interior_cone_pairs(col, g, scale=0.1)
-    s = 0.1 + torch.rand((nb, n), generator=g, dtype=torch.float64)
-    mu = 0.1 + torch.rand((nb, n), generator=g, dtype=torch.float64)
+    s, mu = _positive(g, nb, n), _positive(g, nb, n)
     a = col.pred(x)
     lam = PL._loss_hess("squared", a, col.y)
     cones = PL._NormCones(t, x, z, col.alpha)
     system = PL._IPMSystem(col, cones.block() + PL._weighted_grams(col.X, None, mu / s), lam)
     assert system.ok
     rd = col.block_grad(PL._loss_grad("squared", a, col.y)) - z - (col.Sg * mu) @ col.X
-    rp, F2 = rnd(nb, n), 0.01 * rnd(nb, n)
-    r = (rnd(nb), rnd(nb, d))
+    rp, F2 = _normal(g, nb, n), 0.01 * _normal(g, nb, n)
+    r = (_normal(g, nb), _normal(g, nb, d))
     dx, ds, dmu, dt, dz = PL._ipm_direction(system, col, rd, rp, s, mu, F2, cones, r, refine=2)
     lhs = col.block_grad(lam * col.pred(dx)) - (col.Sg * dmu) @ col.X - dz
     assert torch.allclose(lhs, -rd, atol=1e-10 * float(rd.abs().max()))

@@ -2050,22 +2050,12 @@ def _hinge_reduced(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u: to
             J[:mz, mz:] = -(AE * yE[:, None]).T
             J[mz:, :mz] = AE * yE[:, None]
             rhs = -torch.cat([F1, F2])[:, None]
-            lu = _regular_lu_solve(J, rhs)
-            tries = (None,) if lu is None else (lu, None)  # (None: the least-squares step)
-            t = 0.0
-            for step in tries:
-                if step is None:
-                    step = lstsq(J, rhs)[:, 0]
-                t = 1.0
-                while t > 1e-6:  # backtracking on the residual (merit ‖F‖∞)
-                    trial = _kkt_residual(z + t * step[:mz], nu + t * step[mz:], sizes, gL, AE, yE, alpha)
-                    if trial < (1 - 1e-4 * t) * res:
-                        break
-                    t *= 0.5
-                else:
-                    t = 0.0
-                if t > 0.0:
-                    break
+            kkt = (sizes, gL, AE, yE, alpha)
+            step = _regular_lu_solve(J, rhs)
+            t = 0.0 if step is None else _residual_backtracking(step, z, nu, res, kkt)
+            if t == 0.0:  # no LU step, or it does not lower the residual: the least-squares step
+                step = lstsq(J, rhs)[:, 0]
+                t = _residual_backtracking(step, z, nu, res, kkt)
             if t == 0.0:
                 break
             z, nu = z + t * step[:mz], nu + t * step[mz:]
@@ -2122,6 +2112,19 @@ def _regular_lu_solve(J: torch.Tensor, rhs: torch.Tensor, min_pivot: float = 1e-
         return None
     step = torch.linalg.lu_solve(LU, piv, rhs)[:, 0]
     return step if bool(torch.isfinite(step).all()) else None
+
+
+def _residual_backtracking(step: torch.Tensor, z: torch.Tensor, nu: torch.Tensor, res: float, kkt: tuple) -> float:
+    """Backtracking on the reduced hinge KKT residual (merit ‖F‖∞, :func:`_kkt_residual` with the other arguments
+    ``kkt`` = (sizes, gL, AE, yE, alpha)): the first t = 2⁻ᵏ > 1e-6 with ‖F(z + t dz, ν + t dν)‖∞ < (1 − 1e-4 t)·res
+    for step = (dz, dν), else 0."""
+    mz = z.numel()
+    t = 1.0
+    while t > 1e-6:
+        if _kkt_residual(z + t * step[:mz], nu + t * step[mz:], *kkt) < (1 - 1e-4 * t) * res:
+            return t
+        t *= 0.5
+    return 0.0
 
 
 def _kkt_residual(z: torch.Tensor, nu: torch.Tensor, sizes: list[int], gL: torch.Tensor, AE: torch.Tensor,
@@ -2475,11 +2478,10 @@ def polish(
             xi, mui, ui, prim, dual = _hinge_ipm(col, info, gap_tol=HINGE_IPM_GAP, max_iter=HINGE_IPM_MAX_ITER,
                                                  deadline=deadline, progress=progress, column=k)
             gap_i = (prim - dual) / max(abs(prim), 1e-300) if math.isfinite(prim - dual) else math.inf
-        if gap_i <= target:
-            x, mu, u, gap = xi, mui, ui, gap_i
-        elif deadline.passed() and gap_i < math.inf:
-            # out of time with a certified point: the barrier method would stop at once, at the gates, and its
-            # repaired certificate there costs an NNLS solve per block (vehicle, 4 columns: 1 s past the deadline)
+        if gap_i <= target or (deadline.passed() and gap_i < math.inf):
+            # certified to the target; or out of time with a certified point: the barrier method would stop at once,
+            # at the gates, and its repaired certificate there costs an NNLS solve per block (vehicle, 4 columns: 1 s
+            # past the deadline)
             x, mu, u, gap = xi, mui, ui, gap_i
         else:
             start = None
