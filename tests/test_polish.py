@@ -389,6 +389,89 @@ def test_hinge_reduced_newton_by_lu_matches_least_squares(breast_cancer, monkeyp
     assert PL._hinge_repaired_gap(col, x1, mu1, p1 / col.n) <= 1e-8  # from the barrier point's 1e-5
 
 
+def _reduced_kkt(g: torch.Generator, sizes: list[int], ne: int, bn: torch.Tensor | None = None,
+                 g_scale: float = 1.0):
+    """A random reduced hinge KKT system of :func:`_hinge_reduced`'s form: (bn, ẑ, G, r1, r2) and its whole matrix
+    J = [[blockdiag(α/‖z_b‖ (I − ẑ_b ẑ_bᵀ)), −Gᵀ], [G, 0]], α = 0.3 (block norms ``bn``: those of the draws)."""
+    z = [_normal(g, sz) for sz in sizes]
+    bn = torch.stack([torch.linalg.vector_norm(v) for v in z]) if bn is None else bn
+    zh = torch.cat([v / torch.linalg.vector_norm(v) for v in z])
+    mz = sum(sizes)
+    G = g_scale * _normal(g, ne, mz)
+    J = torch.zeros((mz + ne, mz + ne), dtype=torch.float64)
+    off = 0
+    for j, sz in enumerate(sizes):
+        u = zh[off:off + sz]
+        J[off:off + sz, off:off + sz] = 0.3 / bn[j] * (torch.eye(sz, dtype=torch.float64) - torch.outer(u, u))
+        off += sz
+    J[:mz, mz:], J[mz:, :mz] = -G.T, G
+    return bn, zh, G, _normal(g, mz), _normal(g, ne), J
+
+
+def test_hinge_eliminated_kkt_step_solves_the_whole_system():
+    """The reduced hinge Newton step from the block-eliminated (ne + nb) system is the whole (mz + ne) system's:
+    its solution where J is regular (against torch.linalg.solve), and a solution where J is singular and the
+    system consistent (two kink rows equal: the multipliers are not unique), the whole system's least squares' one."""
+    PL = sys.modules["convexnn.solvers.polish"]
+    g = torch.Generator().manual_seed(5)
+    sizes = [3, 5, 4, 2]
+    bn, zh, G, r1, r2, J = _reduced_kkt(g, sizes, 6)
+    exact = torch.linalg.solve(J, torch.cat([r1, r2])[:, None])[:, 0]
+    steps = list(PL._hinge_eliminated_kkt(sizes, bn, zh, 0.3, G, r1, r2))
+    assert len(steps) == 2  # the LU step (the small system is regular), then the least-squares one
+    for step in steps:
+        assert torch.allclose(step, exact, rtol=1e-9, atol=1e-11)
+    # singular: kink rows 0 and 1 equal, and so their right-hand sides
+    G[1], r2[1] = G[0], r2[0]
+    J[14 + 1, :14] = G[0]
+    J[:14, 14 + 1] = -G[0]
+    rhs = torch.cat([r1, r2])[:, None]
+    assert PL._regular_lu_solve(J, rhs) is None
+    steps = list(PL._hinge_eliminated_kkt(sizes, bn, zh, 0.3, G, r1, r2))
+    assert len(steps) == 1  # no LU step: the minimum-norm least squares in (dν, s)
+    assert float((J @ steps[0] - rhs[:, 0]).abs().max()) <= 1e-10 * float(rhs.abs().max())
+    whole = list(PL._hinge_whole_kkt(sizes, bn, zh, 0.3, G, r1, r2))
+    assert float((J @ whole[-1] - rhs[:, 0]).abs().max()) <= 1e-10 * float(rhs.abs().max())
+    # J's null space is (0, e₀ − e₁): both minimum norms split the two multipliers equally, the same step
+    assert torch.allclose(steps[0], whole[-1], rtol=1e-9, atol=1e-11)
+
+
+
+def test_hinge_eliminated_kkt_step_on_badly_scaled_systems():
+    """Raw features: G's entries ~1e3, c_b = α/‖z_b‖ from 1e5 to 1e-5 (spectf raw's systems span 2e-3 to 1e3), and
+    J singular (two equal kink rows). The eliminated system, equilibrated, gives the whole system's minimum-norm
+    step (unequilibrated, its SVD least squares drops the constraint directions as rounding: a step 100% off,
+    leaving 13% of the residual)."""
+    PL = sys.modules["convexnn.solvers.polish"]
+    sizes = [4, 6, 3, 5, 4]
+    bn = 0.3 * 10.0 ** torch.linspace(-5.0, 5.0, len(sizes), dtype=torch.float64)
+    bn, zh, G, r1, r2, J = _reduced_kkt(torch.Generator().manual_seed(6), sizes, 12, bn=bn, g_scale=1e3)
+    mz = sum(sizes)
+    G[1], r2[1] = G[0], r2[0]
+    J[mz + 1, :mz], J[:mz, mz + 1] = G[0], -G[0]
+    whole = list(PL._hinge_whole_kkt(sizes, bn, zh, 0.3, G, r1, r2))[-1]
+    steps = list(PL._hinge_eliminated_kkt(sizes, bn, zh, 0.3, G, r1, r2))
+    assert len(steps) == 1  # singular: least squares only
+    assert float((steps[0] - whole).norm()) <= 1e-7 * float(whole.norm())
+
+
+def test_hinge_reduced_newton_eliminated_matches_whole_system(breast_cancer, monkeypatch):
+    """From the same barrier point, the reduced Newton finish reaches the same point with the block-eliminated
+    steps as with the whole system's steps only; a deadline already passed stops it before its first step."""
+    PL = sys.modules["convexnn.solvers.polish"]
+    col = PL._Column(_hinge_problem(breast_cancer, "relu", 150, 8), 0)
+    x, mu, u, tau = PL._hinge_barrier(col, PL.PolishInfo(), gap_tol=1e-5)
+    x1, p1, mu1 = PL._hinge_reduced(col, x, mu, u, tau, PL.PolishInfo())
+    monkeypatch.setattr(PL, "_hinge_eliminated_kkt", lambda *args: iter(()))
+    x2, p2, mu2 = PL._hinge_reduced(col, x, mu, u, tau, PL.PolishInfo())
+    assert torch.allclose(x1, x2, rtol=1e-8, atol=1e-10 * float(x1.abs().max()))
+    assert torch.allclose(p1, p2, atol=1e-8) and torch.allclose(mu1, mu2, rtol=1e-6, atol=1e-10)
+    assert PL._hinge_repaired_gap(col, x1, mu1, p1 / col.n) <= 1e-8
+    info = PL.PolishInfo()
+    PL._hinge_reduced(col, x, mu, u, tau, info, deadline=PL._Deadline(time.perf_counter() - 1.0))
+    assert info.newton_iterations == 0
+
+
 def test_hinge_barrier_skips_the_finish_once_certified(breast_cancer):
     """The reduced Newton finish is only tried on a barrier point not yet certified to the target: with a target the
     barrier's own points reach, it is never called (it costs more than the barrier stages: 19 s of spambase

@@ -261,7 +261,9 @@ def _polished(problem: ConvexProblem, res: SolverResult, tol: float, notes: list
     would not fit or was too slow, or the loss is not handled) (``limits``: ``max_time``, ``memory_limit``,
     ``ipm_max_flops`` of :func:`polish`). Why polishing did not run or help is appended to ``notes``."""
     info = res.info
-    target = tol if problem.kind == "relu" else None
+    # (G) with the squared or logistic loss: the active-set phase takes it to rounding level, cheaply; the hinge
+    # barrier method stops at the fit's tol for either program
+    target = tol if problem.kind == "relu" or problem.loss == "hinge" else None
     if "V_raw" in info:  # ADMM: polish from the raw iterate and its multipliers, not the repaired point
         out = polish(problem, info["V_raw"], info["W_raw"], info.get("Nv"), info.get("Nw"),
                      certificate=res.certificate, gap_target=target, return_info=True, **limits)

@@ -80,7 +80,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -1806,6 +1806,13 @@ HINGE_IPM_GAP = 1e-3
 HINGE_IPM_MU_START = 0.1
 HINGE_IPM_HANDOFF = 1e-2
 HINGE_IPM_MAX_ITER = 50
+# the reduced hinge Newton finish solves its whole KKT system (an SVD least squares: ≈ 0.2 s at 800 rows, 13 s at
+# 3300 on one thread) only up to this many rows, where the block-eliminated system's step fails. On the 11 binary
+# tables of bench_defaults --loss hinge it succeeded after a failed eliminated step on 2 standardised (spambase 57 of
+# 64 times, systems of ≤ 818 rows; tic-tac-toe 8 of 14) and 2 raw ones (spectf 28 of 32, breast cancer 22 of 26,
+# ≤ 620 rows), never on the 10 standardised multi-class tables; on (G) spambase its 3300-row systems took 7 × 13 s
+# and never succeeded
+HINGE_WHOLE_KKT_MAX = 1500
 
 
 def _hinge_barrier_size(col: _Column, cone_weight: float = HINGE_CONE_WEIGHT) -> float:
@@ -1981,7 +1988,7 @@ def _hinge_ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-3, max_iter: 
 def _hinge_reduced(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u: torch.Tensor, tau: float,
                    info: PolishInfo, max_newton: int = 30, support_factor: float = 1e3,
                    act_tol: float = 1e-6, use_mu: bool = True, thr_factor: float = 10.0,
-                   drop_rounds: int = 1, drop_factor: float = 1e-5,
+                   drop_rounds: int = 1, drop_factor: float = 1e-5, deadline: _Deadline | None = None,
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Newton on the reduced hinge problem identified from a barrier point (x, μ, u = p/n) at parameter τ.
 
@@ -1990,10 +1997,12 @@ def _hinge_reduced(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u: to
     :func:`_initial_working_sets`. Then Newton (least-squares steps with backtracking on the residual: the
     reduced problem may have a continuum of solutions) on the KKT system of
         min (1/n) Σ_L (1 − y a) + α Σ_b ‖z_b‖  s.t.  y_E ⊙ a_E = 1,   a = Σ_b A_b z_b (A_b = s_b D_i X N_b)
-    with multipliers ν_E (each step by LU where J is clearly regular, :func:`_regular_lu_solve`; else, or where
-    LU's step does not lower the residual, the minimum-norm least-squares step). When Newton stops with a
-    residual above 1e-12, the blocks whose norm has fallen
-    below ``drop_factor`` × the largest are taken out and Newton goes on without them (at most
+    with multipliers ν_E. Each step is the first that lowers the residual of: the block-eliminated system's
+    (:func:`_hinge_eliminated_kkt`, ne + nb unknowns), then the whole system's (:func:`_hinge_whole_kkt`, mz + ne
+    unknowns, only up to ``HINGE_WHOLE_KKT_MAX``: on stalled finishes the eliminated step sometimes fails where the
+    whole one makes a short step, spectf raw 32 of 43 times, the whole step then succeeding 28 times). Newton stops
+    at ``deadline``. When Newton stops with a residual above 1e-12, the blocks whose norm has fallen below
+    ``drop_factor`` × the largest are taken out and Newton goes on without them (at most
     ``drop_rounds`` times; one sufficed on every standardised table of ``bench_defaults --loss hinge`` it
     certified, and each round costs up to ``max_newton`` least-squares solves).
     Returns (x, p, μ-candidate or None): p = 1 on L, 0 on R, clamp(nν, 0, 1) on E.
@@ -2028,6 +2037,8 @@ def _hinge_reduced(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u: to
         best_res = math.inf
         res = math.inf
         for _ in range(max_newton):
+            if deadline is not None and deadline.passed():
+                break
             zs = torch.split(z, sizes)
             bn = torch.stack([torch.linalg.vector_norm(zz) for zz in zs])
             if float(bn.min()) == 0.0:
@@ -2040,22 +2051,27 @@ def _hinge_reduced(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u: to
                 break
             best_res = min(best_res, res)
             info.newton_iterations += 1
-            J = x.new_zeros((mz + ne, mz + ne))
-            off = 0
-            for j, sz in enumerate(sizes):
-                u_ = zh[off:off + sz]
-                J[off:off + sz, off:off + sz] = (alpha / bn[j]) * (torch.eye(sz, dtype=x.dtype, device=x.device)
-                                                                - torch.outer(u_, u_))
-                off += sz
-            J[:mz, mz:] = -(AE * yE[:, None]).T
-            J[mz:, :mz] = AE * yE[:, None]
-            rhs = -torch.cat([F1, F2])[:, None]
             kkt = (sizes, gL, AE, yE, alpha)
-            step = _regular_lu_solve(J, rhs)
-            t = 0.0 if step is None else _residual_backtracking(step, z, nu, res, kkt)
-            if t == 0.0:  # no LU step, or it does not lower the residual: the least-squares step
-                step = lstsq(J, rhs)[:, 0]
-                t = _residual_backtracking(step, z, nu, res, kkt)
+            t = 0.0
+            # the step from the block-eliminated system first (ne + nb unknowns, not mz + ne), then, where its
+            # step does not lower the residual, from the whole system J
+            for whole in (False, True):
+                if whole and mz + ne > HINGE_WHOLE_KKT_MAX:
+                    # the whole system's SVD least squares: ≈ 13 s on one thread at 3301 (spambase standardised,
+                    # (G)), and 44 of them made a 20 s fit take 630 s
+                    note = f"hinge reduced newton: a {mz + ne}-row system not solved whole (over {HINGE_WHOLE_KKT_MAX})"
+                    if note not in info.notes:
+                        info.notes.append(note)
+                    break
+                if deadline is not None and deadline.passed():
+                    break
+                system = _hinge_whole_kkt if whole else _hinge_eliminated_kkt
+                for step in system(sizes, bn, zh, alpha, AE * yE[:, None], -F1, -F2):
+                    t = _residual_backtracking(step, z, nu, res, kkt)
+                    if t > 0.0:
+                        break
+                if t > 0.0:
+                    break
             if t == 0.0:
                 break
             z, nu = z + t * step[:mz], nu + t * step[mz:]
@@ -2092,6 +2108,91 @@ def _hinge_reduced(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u: to
             rhs = c[b] + alpha * x[b] / torch.linalg.vector_norm(x[b])
             Mu[b, rows] = lstsq(col.G(b)[rows].T, rhs[:, None])[:, 0].clamp(min=0.0)
     return _lift_to_cone(col, x), p, Mu
+
+
+def _hinge_eliminated_kkt(sizes: list[int], bn: torch.Tensor, zh: torch.Tensor, alpha: float, G: torch.Tensor,
+                          r1: torch.Tensor, r2: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Candidate Newton steps (dz, dν) of the reduced hinge KKT system, from its block-eliminated form.
+
+    The system (:func:`_hinge_reduced`) is  H dz − Gᵀ dν = r1,  G dz = r2,  with G (ne, mz) = y_E ⊙ A_E and
+    H = blockdiag(c_b Π_b), c_b = α/‖z_b‖, Π_b = I − ẑ_b ẑ_bᵀ: on each block H is c_b·I across ẑ_b and 0
+    along it. So dz_b = Π_b (r1_b + G_bᵀ dν)/c_b + s_b ẑ_b exactly, and what remains is the symmetric
+    (ne + nb) system in (dν, s)
+
+        [ M   C ] [dν]   [ r2 − Σ_b G_b Π_b r1_b / c_b ]
+        [ Cᵀ  0 ] [ s] = [ −(ẑ_bᵀ r1_b)_b              ],   M = Σ_b G_b Π_b G_bᵀ / c_b,  C = (G_b ẑ_b)_b,
+
+    singular exactly when the whole one is (the elimination divides only by c_b > 0). It costs ne²·mz flops
+    to form, against the (mz + ne)³ of the whole system: on spambase standardised, (G), 600 rows, 100 gates,
+    280 rows instead of 3301, 0.01 s instead of 13 s. Solved equilibrated (:func:`_symmetric_equilibration`), it
+    yields its LU step where it is clearly regular (:func:`_regular_lu_solve`), then its minimum-norm
+    least-squares step (minimum in the scaled (dν, s), not in (dz, dν) as the whole system's; the same step where
+    J's null space lies in the multipliers, as where two kinks' rows are equal)."""
+    nb = len(sizes)
+    ne = G.shape[0]
+    blk = torch.repeat_interleave(torch.arange(nb, device=G.device), torch.tensor(sizes, device=G.device))
+    inv_c = (bn / alpha)[blk]  # 1/c_b on each of the block's variables
+
+    def segsum(v: torch.Tensor) -> torch.Tensor:  # Σ over each block's variables (last dimension)
+        return v.new_zeros((*v.shape[:-1], nb)).index_add_(-1, blk, v)
+
+    def proj(v: torch.Tensor) -> torch.Tensor:  # Π_b v_b on each block
+        return v - zh * segsum(zh * v)[blk]
+
+    C = segsum(G * zh)
+    Gp = G - C[:, blk] * zh  # G_b Π_b: M from it, not as G diag(1/c) Gᵀ − C diag(1/c) Cᵀ, a difference that cancels
+    M = (Gp * inv_c) @ Gp.T
+    S = G.new_zeros((ne + nb, ne + nb))
+    S[:ne, :ne] = M
+    S[:ne, ne:] = C
+    S[ne:, :ne] = C.T
+    rhs = torch.cat([r2 - Gp @ (r1 * inv_c), -segsum(zh * r1)])[:, None]
+    # solved as (E S E)(E⁻¹ sol) = E rhs, E equilibrating: M's entries (‖G‖²/c) and C's (‖G‖) are orders of
+    # magnitude apart on raw data, and unscaled the SVD least squares dropped C's directions as rounding (spectf
+    # raw: the step left 95–100% of the residual where the whole system's step left 1e-7; scaled, 1e-7 too)
+    e = _symmetric_equilibration(S)
+    S = S * e[:, None] * e
+    rhs = e[:, None] * rhs
+
+    def back(sol: torch.Tensor) -> torch.Tensor:
+        dnu, sb = (e * sol).split([ne, nb])
+        return torch.cat([(proj(r1) + Gp.T @ dnu) * inv_c + zh * sb[blk], dnu])
+
+    step = _regular_lu_solve(S, rhs)
+    if step is not None:
+        yield back(step)
+    yield back(lstsq(S, rhs)[:, 0])
+
+
+def _symmetric_equilibration(S: torch.Tensor, iters: int = 3) -> torch.Tensor:
+    """Ruiz's symmetric scaling e (m,) of a symmetric S (m, m): after ``iters`` rounds of e_i ← e_i /
+    √(maxⱼ |e_i S_ij e_j|) every row of E S E (E = diag e) has its largest entry near 1 (zero rows keep e_i)."""
+    e = torch.ones(S.shape[0], dtype=S.dtype, device=S.device)
+    for _ in range(iters):
+        top = (S * e[:, None] * e).abs().amax(1)
+        e = e / torch.where(top > 0, top, torch.ones_like(top)).sqrt()
+    return e
+
+
+def _hinge_whole_kkt(sizes: list[int], bn: torch.Tensor, zh: torch.Tensor, alpha: float, G: torch.Tensor,
+                     r1: torch.Tensor, r2: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Candidate steps of the same system as :func:`_hinge_eliminated_kkt`, from the whole (mz + ne) matrix
+    J = [[H, −Gᵀ], [G, 0]]: its LU step where it is clearly regular, then its minimum-norm least-squares step."""
+    mz, ne = G.shape[1], G.shape[0]
+    J = G.new_zeros((mz + ne, mz + ne))
+    off = 0
+    for j, sz in enumerate(sizes):
+        u_ = zh[off:off + sz]
+        J[off:off + sz, off:off + sz] = (alpha / bn[j]) * (torch.eye(sz, dtype=G.dtype, device=G.device)
+                                                        - torch.outer(u_, u_))
+        off += sz
+    J[:mz, mz:] = -G.T
+    J[mz:, :mz] = G
+    rhs = torch.cat([r1, r2])[:, None]
+    step = _regular_lu_solve(J, rhs)
+    if step is not None:
+        yield step
+    yield lstsq(J, rhs)[:, 0]
 
 
 def _regular_lu_solve(J: torch.Tensor, rhs: torch.Tensor, min_pivot: float = 1e-10) -> torch.Tensor | None:
@@ -2457,7 +2558,9 @@ def polish(
             t0 = time.perf_counter()
             out = (x, mu, u, math.inf)
             for thr_factor in (10.0, 1.0):
-                x2, p2, mu2 = _hinge_reduced(col, x, mu, u, tau, info, thr_factor=thr_factor)
+                if deadline.passed():
+                    break
+                x2, p2, mu2 = _hinge_reduced(col, x, mu, u, tau, info, thr_factor=thr_factor, deadline=deadline)
                 gap2 = _hinge_repaired_gap(col, x2, mu2, p2 / col.n)
                 if gap2 < out[3]:
                     out = (x2, mu2, p2 / col.n, gap2)
