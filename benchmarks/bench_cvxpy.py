@@ -6,8 +6,8 @@ rows (seed), PCA to 50 components fitted on that subset and standardised, interc
 loss (or --loss logistic), alpha as given.
 
 For every n it measures
-  * convexnn: wall and process-CPU time of ``solve(problem, solver="auto", tol)`` (one thread), its
-    certificate (relative gap ≤ tol is the stopping rule) and the number of non-zero blocks
+  * convexnn: wall and process-CPU time of ``solve(problem, solver="auto", tol)`` (``--threads``, default one),
+    its certificate (relative gap ≤ tol is the stopping rule) and the number of non-zero blocks
     (‖v_i‖, ‖w_i‖ > 1e-6 · the largest);
   * CVXPY + Clarabel (default settings) on the same program, in a child process with a hard wall-clock
     limit (--cvxpy-timeout): CVXPY's compile time, Clarabel's solve time, total, status and optimal value.

@@ -20,8 +20,8 @@ seconds: (G) relaxes (C) (every (C) point gives a (G) point with the same predic
 so its optimum is a lower bound on (C)'s and its gap curve shows how far a first-order method gets on this
 data at all. ``--mode scaling`` measures the time per iteration (``--iters`` iterations, certificate only
 at the end) for each n in ``--ns`` (rows from ``all``) and each P
-in ``--Ps`` (rows of the pair). ``--device cuda`` and ``--synthetic N`` (Gaussian X of N × ``--d``, labels
-sign of a random ReLU network) are for a GPU machine.
+in ``--Ps`` (rows of the pair). ``--device cuda`` and ``--rows synthetic --ns N`` (Gaussian X of N × ``--d``,
+labels sign of a random ReLU network) are for a GPU machine.
 
     python benchmarks/bench_scaling.py --mode target --threads 1 --out results/scaling_target_1t.json
     python benchmarks/bench_scaling.py --mode relaxation --threads 2 --max-time 150 --out results/relaxation.json
