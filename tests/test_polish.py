@@ -416,6 +416,7 @@ def test_hinge_eliminated_kkt_step_solves_the_whole_system():
     g = torch.Generator().manual_seed(5)
     sizes = [3, 5, 4, 2]
     bn, zh, G, r1, r2, J = _reduced_kkt(g, sizes, 6)
+    mz = sum(sizes)
     exact = torch.linalg.solve(J, torch.cat([r1, r2])[:, None])[:, 0]
     steps = list(PL._hinge_eliminated_kkt(sizes, bn, zh, 0.3, G, r1, r2))
     assert len(steps) == 2  # the LU step (the small system is regular), then the least-squares one
@@ -423,8 +424,7 @@ def test_hinge_eliminated_kkt_step_solves_the_whole_system():
         assert torch.allclose(step, exact, rtol=1e-9, atol=1e-11)
     # singular: kink rows 0 and 1 equal, and so their right-hand sides
     G[1], r2[1] = G[0], r2[0]
-    J[14 + 1, :14] = G[0]
-    J[:14, 14 + 1] = -G[0]
+    J[mz + 1, :mz], J[:mz, mz + 1] = G[0], -G[0]
     rhs = torch.cat([r1, r2])[:, None]
     assert PL._regular_lu_solve(J, rhs) is None
     steps = list(PL._hinge_eliminated_kkt(sizes, bn, zh, 0.3, G, r1, r2))

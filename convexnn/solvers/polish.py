@@ -1997,14 +1997,14 @@ def _hinge_reduced(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u: to
     :func:`_initial_working_sets`. Then Newton (least-squares steps with backtracking on the residual: the
     reduced problem may have a continuum of solutions) on the KKT system of
         min (1/n) Σ_L (1 − y a) + α Σ_b ‖z_b‖  s.t.  y_E ⊙ a_E = 1,   a = Σ_b A_b z_b (A_b = s_b D_i X N_b)
-    with multipliers ν_E. Each step is the first that lowers the residual of: the block-eliminated system's
-    (:func:`_hinge_eliminated_kkt`, ne + nb unknowns), then the whole system's (:func:`_hinge_whole_kkt`, mz + ne
-    unknowns, only up to ``HINGE_WHOLE_KKT_MAX``: on stalled finishes the eliminated step sometimes fails where the
-    whole one makes a short step, spectf raw 32 of 43 times, the whole step then succeeding 28 times). Newton stops
-    at ``deadline``. When Newton stops with a residual above 1e-12, the blocks whose norm has fallen below
-    ``drop_factor`` × the largest are taken out and Newton goes on without them (at most
-    ``drop_rounds`` times; one sufficed on every standardised table of ``bench_defaults --loss hinge`` it
-    certified, and each round costs up to ``max_newton`` least-squares solves).
+    with multipliers ν_E. Each step is the first of :func:`_hinge_kkt_steps` that lowers the residual: the
+    block-eliminated system's (:func:`_hinge_eliminated_kkt`, ne + nb unknowns), then the whole system's
+    (:func:`_hinge_whole_kkt`, mz + ne unknowns, only up to ``HINGE_WHOLE_KKT_MAX``: on stalled finishes the
+    eliminated step sometimes fails where the whole one makes a short step, spectf raw 32 of 43 times, the whole
+    step then succeeding 28 times). Newton stops at ``deadline``. When Newton stops with a residual above 1e-12,
+    the blocks whose norm has fallen below ``drop_factor`` × the largest are taken out and Newton goes on without
+    them (at most ``drop_rounds`` times; one sufficed on every standardised table of ``bench_defaults --loss hinge``
+    it certified, and each round costs up to ``max_newton`` least-squares solves).
     Returns (x, p, μ-candidate or None): p = 1 on L, 0 on R, clamp(nν, 0, 1) on E.
     """
     n, alpha, y = col.n, col.alpha, col.y
@@ -2028,10 +2028,10 @@ def _hinge_reduced(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u: to
     z = torch.cat([N.T @ x[b] for N, b in zip(Ns, bl, strict=True)])
     yE, yL = y[Eset], y[Lset]
     nu = u[Eset].clone()
-    ne = int(Eset.sum())
     for _ in range(drop_rounds + 1):
         A = torch.cat(As, dim=1)
         AE, AL = A[Eset], A[Lset]
+        GE = AE * yE[:, None]  # the constraints' Jacobian y_E ⊙ A_E
         gL = -(AL.T @ yL) / n
         mz = z.numel()
         best_res = math.inf
@@ -2053,23 +2053,8 @@ def _hinge_reduced(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u: to
             info.newton_iterations += 1
             kkt = (sizes, gL, AE, yE, alpha)
             t = 0.0
-            # the step from the block-eliminated system first (ne + nb unknowns, not mz + ne), then, where its
-            # step does not lower the residual, from the whole system J
-            for whole in (False, True):
-                if whole and mz + ne > HINGE_WHOLE_KKT_MAX:
-                    # the whole system's SVD least squares: ≈ 13 s on one thread at 3301 (spambase standardised,
-                    # (G)), and 44 of them made a 20 s fit take 630 s
-                    note = f"hinge reduced newton: a {mz + ne}-row system not solved whole (over {HINGE_WHOLE_KKT_MAX})"
-                    if note not in info.notes:
-                        info.notes.append(note)
-                    break
-                if deadline is not None and deadline.passed():
-                    break
-                system = _hinge_whole_kkt if whole else _hinge_eliminated_kkt
-                for step in system(sizes, bn, zh, alpha, AE * yE[:, None], -F1, -F2):
-                    t = _residual_backtracking(step, z, nu, res, kkt)
-                    if t > 0.0:
-                        break
+            for step in _hinge_kkt_steps(sizes, bn, zh, alpha, GE, -F1, -F2, info, deadline):
+                t = _residual_backtracking(step, z, nu, res, kkt)
                 if t > 0.0:
                     break
             if t == 0.0:
@@ -2108,6 +2093,24 @@ def _hinge_reduced(col: _Column, x: torch.Tensor, mu: torch.Tensor | None, u: to
             rhs = c[b] + alpha * x[b] / torch.linalg.vector_norm(x[b])
             Mu[b, rows] = lstsq(col.G(b)[rows].T, rhs[:, None])[:, 0].clamp(min=0.0)
     return _lift_to_cone(col, x), p, Mu
+
+
+def _hinge_kkt_steps(sizes: list[int], bn: torch.Tensor, zh: torch.Tensor, alpha: float, G: torch.Tensor,
+                     r1: torch.Tensor, r2: torch.Tensor, info: PolishInfo,
+                     deadline: _Deadline | None) -> Iterator[torch.Tensor]:
+    """The reduced hinge Newton step's candidates, in order (the caller takes the first that lowers the residual):
+    the block-eliminated system's (ne + nb unknowns), then, before ``deadline`` and up to ``HINGE_WHOLE_KKT_MAX``
+    rows, the whole (mz + ne) system's. Lazily: the whole system is only built when the eliminated steps failed."""
+    yield from _hinge_eliminated_kkt(sizes, bn, zh, alpha, G, r1, r2)
+    m = G.shape[0] + G.shape[1]
+    if m > HINGE_WHOLE_KKT_MAX:
+        # the whole system's SVD least squares: ≈ 13 s on one thread at 3301 (spambase standardised, (G)), and 44 of
+        # them made a 20 s fit take 630 s
+        note = f"hinge reduced newton: a {m}-row system not solved whole (over {HINGE_WHOLE_KKT_MAX})"
+        if note not in info.notes:
+            info.notes.append(note)
+    elif deadline is None or not deadline.passed():
+        yield from _hinge_whole_kkt(sizes, bn, zh, alpha, G, r1, r2)
 
 
 def _hinge_eliminated_kkt(sizes: list[int], bn: torch.Tensor, zh: torch.Tensor, alpha: float, G: torch.Tensor,
