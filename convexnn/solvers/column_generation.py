@@ -506,16 +506,15 @@ def _lasso_feature_sign(G: np.ndarray, b: np.ndarray, alpha: float, c0: np.ndarr
     (0 ∈ ∂F(c)). Each step solves one |S| × |S| system (Cholesky; least squares when G_SS is singular, as
     with two neurons of the same features).
 
-    Returns (c, done): done is False when ``max_steps`` (default 4m + 50) ran out (c is then no worse than
-    c0, but not optimal)."""
+    Returns (c, done): done is False when ``max_steps`` (default 4m + 50) ran out, or when rounding left no
+    decrease to take before the optimality conditions held (c is then no worse than c0, but not proven
+    optimal; the caller certifies it either way)."""
     m = b.shape[0]
     c = c0.copy()
     max_steps = 4 * m + 50 if max_steps is None else max_steps
     active = c != 0
     solved = not bool(active.any())  # is c the minimiser of F over its support with its signs?
     for _ in range(max_steps):
-        S = np.flatnonzero(active)
-        sgn = np.sign(c[S])
         activated = solved
         if solved:
             r = b - G @ c
@@ -524,8 +523,9 @@ def _lasso_feature_sign(G: np.ndarray, b: np.ndarray, alpha: float, c0: np.ndarr
                 return c, True
             j = off[np.argmax(np.abs(r[off]))]
             active[j] = True
-            S = np.flatnonzero(active)
-            sgn = np.sign(c[S])
+        S = np.flatnonzero(active)
+        sgn = np.sign(c[S])
+        if activated:
             sgn[S == j] = np.sign(r[j])
         Gs = G[np.ix_(S, S)]
         rhs = b[S] - alpha * sgn
@@ -978,7 +978,6 @@ def adcg(
     Lam = losses.grad(loss, Xt.new_zeros((n, K)), Yt)
     added = 0
     final = False
-    deep_complete = False
     for rnd in range(1, max_rounds + 1):
         # pricing at the current network
         parts = []
@@ -991,8 +990,9 @@ def adcg(
         parts.append(_random_starts(Xt, n_random, n_data, fit_intercept, gen))
         parts += [Xt.T @ torch.relu(Lam), Xt.T @ torch.relu(-Lam)]
         Uc, g = _vector_price(Xt, Lam, torch.cat(parts, dim=1), n_iter=n_ascent)
+        limit = (1.0 + viol_tol) * alpha
         deep_complete = deep_starts == 0  # no deep search asked for: the quick one is the whole evidence
-        if deep_starts > 0 and not bool((g > (1.0 + viol_tol) * alpha).any()):
+        if deep_starts > 0 and not bool((g > limit).any()):
             # the quick search found nothing: before the round counts as violation-free, search harder (a quick
             # search that finds nothing is weak evidence: on spectf, at a point where it found none, 2000 starts
             # and 100 ascent steps found directions at 1.12·alpha, and the network was 2.6% above the optimum)
@@ -1003,7 +1003,7 @@ def adcg(
                                                 deep_ascent, fit_intercept, gen, deadline)
             Uc, g = torch.cat([Uc, Ud], dim=1), torch.cat([g, gd])
         max_viol = float(g.max()) / alpha
-        viol = torch.nonzero(g > (1.0 + viol_tol) * alpha)[:, 0]
+        viol = torch.nonzero(g > limit)[:, 0]
         added = 0
         if viol.numel() > 0:
             order = viol[torch.argsort(g[viol], descending=True)]
