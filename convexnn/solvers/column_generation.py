@@ -443,8 +443,8 @@ def _newton_system_solve(Gs: np.ndarray, w: np.ndarray, Ch: np.ndarray, R: np.nd
         H⁻¹ r = (M⊗I) r + (M⊗I) V S⁻¹ Vᵀ (M⊗I) r,   S = W⁻¹ − Vᵀ(M⊗I)V = W⁻¹ − M ∘ (Ĉ Ĉᵀ),
     and S is positive definite exactly when H is (its Schur complement). In matrix form (X, R (a, K)):
     Y₀ = M R, y = S⁻¹ rowdot(Ĉ, Y₀), X = Y₀ + M (y ⊙ Ĉ). When S is singular (H singular: neurons with the same
-    features, whose coefficients can be exchanged), conjugate gradients on H's action give a solution of least
-    norm among those CG reaches from 0."""
+    features, whose coefficients can be exchanged): conjugate gradients from 0 on H's action, which converge to
+    the least-norm solution when R is in H's range."""
     try:
         M = sla.cho_solve(sla.cho_factor(Gs + np.diag(w)), np.eye(w.size))
         Y0 = M @ R
