@@ -119,6 +119,20 @@ def test_gradient_matches_finite_differences(loss):
             assert float(g[i, j]) == pytest.approx(float(fd), abs=1e-8)
 
 
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_hessian_diag_is_the_whole_hessian(loss):
+    """losses.hessian_diag against autograd's full Hessian of Σ L(A) over the n·K entries of A: its diagonal,
+    and zero off it (the loss is separable)."""
+    rng = np.random.default_rng(3)
+    A = t(rng.normal(size=(7, 3)))
+    Y = t(rng.choice([-1.0, 1.0], size=(7, 3)))
+    H = torch.autograd.functional.hessian(lambda a: losses.value(loss, a, Y).sum(), A).reshape(21, 21)
+    torch.testing.assert_close(torch.diagonal(H), losses.hessian_diag(loss, A, Y).reshape(-1), rtol=1e-12, atol=1e-14)
+    assert float((H - torch.diag(torch.diagonal(H))).abs().max()) == 0.0
+    with pytest.raises(ValueError, match="no Hessian"):
+        losses.hessian_diag("hinge", A, Y)
+
+
 def test_logistic_value_is_exact_at_large_margins():
     a = t([[50.0], [-50.0]])
     y = t([[1.0], [1.0]])

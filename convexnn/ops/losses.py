@@ -58,6 +58,18 @@ def grad(loss: str, A: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown loss {loss!r}")
 
 
+def hessian_diag(loss: str, A: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """∂²L/∂A_kc², shape (n, K): L is separable over entries, so this diagonal is its whole Hessian.
+
+    squared: 1/n; logistic (y = ±1): σ(yA)σ(−yA)/n ≤ 1/(4n). The hinge loss has none (not twice differentiable)."""
+    n = A.shape[0]
+    if loss == "squared":
+        return torch.full_like(A, 1.0 / n)
+    if loss == "logistic":
+        return torch.sigmoid(Y * A) * torch.sigmoid(-Y * A) / n
+    raise ValueError(f"loss {loss!r} has no Hessian: expected 'squared' or 'logistic'")
+
+
 def prox(loss: str, Z: torch.Tensor, Y: torch.Tensor, t: float, newton_iters: int = 50) -> torch.Tensor:
     """prox_{tℓ}(Z) = argmin_a ℓ(a, y) + (a − z)² / (2t), elementwise.
 

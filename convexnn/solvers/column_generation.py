@@ -699,9 +699,62 @@ def _group_lasso_sq(Phi: np.ndarray, Y: np.ndarray, alpha: float, C0: np.ndarray
     return best_C, best_p, best_d
 
 
+def _group_lasso_prox_newton(Phi: torch.Tensor, Y: torch.Tensor, alpha: float, loss: str, C0: torch.Tensor,
+                             certify: Callable[[torch.Tensor], tuple[float, float]], tol: float,
+                             max_steps: int = 50) -> tuple[torch.Tensor, float, float]:
+    """min_C L(ΦC) + α Σ_j ‖C_j‖₂ for a smooth loss (logistic) by proximal Newton (Lee, Sun & Saunders, 2014),
+    warm-started at C0 (Φ (n, m) float64, Y (n, K), C (m, K)).
+
+    Each step minimises, exactly, the quadratic model of L at C plus the penalty,
+        ⟨Φᵀ∇L, C' − C⟩ + ½ Σ_i w_i ‖Φ_i(C' − C)‖² + α Σ_j ‖C'_j‖₂,
+    a group lasso with Gram matrix G = Φᵀ diag(w) Φ and linear term B = G C − Φᵀ∇L, solved by
+    :func:`_lasso_feature_sign` (K = 1, w = L's Hessian diagonal: the exact Newton model) or
+    :func:`_group_lasso_active_set` (K > 1, w_i = max_k h_ik, a common weight per sample that keeps the model's
+    Gram matrix shared by the columns); then F(C + t(C' − C)) is backtracked (t halved) until it decreases.
+    Every point is certified by ``certify`` (→ (primal, dual)). Returns (C, primal, dual): the certified point of
+    lowest primal seen and the largest dual; stops once primal − dual ≤ tol·|primal|, when no step decreases F,
+    or after ``max_steps``."""
+    P = Phi.cpu().numpy()
+    K = Y.shape[1]
+    C = C0.clone()
+    best_C, (best_p, best_d) = C, certify(C)
+    for _ in range(max_steps):
+        if best_p - best_d <= tol * max(abs(best_p), 1e-300):
+            break
+        A = Phi @ C
+        h = losses.hessian_diag(loss, A, Y)
+        w = (h[:, 0] if K == 1 else h.max(dim=1).values).cpu().numpy()
+        G = (P * w[:, None]).T @ P
+        Cn = C.cpu().numpy()
+        B = G @ Cn - P.T @ losses.grad(loss, A, Y).cpu().numpy()
+        if K == 1:
+            target = _lasso_feature_sign(G, B[:, 0], alpha, Cn[:, 0])[0][:, None]
+        else:
+            target = _group_lasso_active_set(G, B, alpha, Cn)[0]
+        D = torch.as_tensor(target, dtype=C.dtype, device=C.device) - C
+        PD = Phi @ D
+
+        f0 = float(losses.value(loss, A, Y).sum()) + alpha * float(torch.linalg.vector_norm(C, dim=1).sum())
+        for t in 0.5 ** np.arange(30):
+            Ct = C + float(t) * D
+            if float(losses.value(loss, A + float(t) * PD, Y).sum()) + alpha * float(
+                    torch.linalg.vector_norm(Ct, dim=1).sum()) < f0:
+                break
+        else:
+            break  # no decrease: the model's minimiser is C itself (to rounding)
+        C = Ct
+        p, d = certify(C)
+        if p < best_p:
+            best_C, best_p = C, p
+        best_d = max(best_d, d)
+    return best_C, best_p, best_d
+
+
 def _group_lasso(Phi: torch.Tensor, Y: torch.Tensor, alpha: float, loss: str, C0: torch.Tensor,
                  tol: float = 1e-7, max_iter: int = 3000) -> tuple[torch.Tensor, float, float]:
-    """min_C  L(Φ C) + α Σ_j ‖C_j‖₂  over C (m, K), by FISTA with gradient restarts, warm-started at C0.
+    """min_C  L(Φ C) + α Σ_j ‖C_j‖₂  over C (m, K), warm-started at C0: squared loss in float64 by
+    :func:`_group_lasso_sq`; logistic loss in float64 first by proximal Newton (:func:`_group_lasso_prox_newton`);
+    then, or otherwise, by FISTA with gradient restarts.
 
     Φ (n, m) holds the features (X̃u_j)_+ of unit neurons. Returns (C, primal, dual) where
     dual = −L*(sΛ), Λ = ∇L(ΦC), s = min(1, α / max_j ‖Φ_jᵀΛ‖₂): a lower bound on this program. For the
@@ -761,6 +814,13 @@ def _group_lasso(Phi: torch.Tensor, Y: torch.Tensor, alpha: float, loss: str, C0
     primal, dual = certify(C)
     if primal - dual <= tol * max(abs(primal), 1e-300):
         return C, primal, dual
+    if not squared and Phi.dtype == torch.float64:
+        # proximal Newton with exact convex subproblems: FISTA alone ended 195 of the 200 logistic convex steps of
+        # spectf short of their tolerance (gaps up to 7e-3)
+        Cb, p_b, d_b = _group_lasso_prox_newton(Phi, Y, alpha, loss, C, certify, tol)
+        if p_b - d_b <= tol * max(abs(p_b), 1e-300):
+            return Cb, p_b, d_b
+        C = Cb  # FISTA from the best point
     for it in range(1, max_iter + 1):
         G = Gram @ Z - PhiY if squared else Phi.T @ losses.grad(loss, Phi @ Z, Y)
         Cn = Z - step * G
@@ -997,10 +1057,11 @@ def adcg(
 
     1. convex step: the group lasso min_C L(Φ C) + α Σ_j ‖C_j‖₂ over the current neurons Φ = (X̃U)_+
        (squared loss, float64: :func:`_group_lasso_sq`, in NumPy on the m × m Gram matrix: exact feature-sign
-       search for one output, active-set Newton for K > 1, FISTA as the fallback; otherwise FISTA in
-       torch), certified from Φ by a dual point; the last one is solved to relative gap ``tol`` (a certificate
-       of optimality over these neuron directions), the ones inside a round loosely (1e-4 / 300 iterations
-       before sliding, ``inner_tol`` / ``inner_max_iter`` after);
+       search for one output, active-set Newton for K > 1, FISTA as the fallback; logistic loss: proximal
+       Newton with those exact subproblems, then FISTA in torch if needed), certified from Φ by a dual point;
+       the last one is solved to relative gap ``tol`` (a certificate of optimality over these neuron
+       directions), the ones inside a round loosely (1e-4 / 300 iterations before sliding, ``inner_tol`` /
+       ``inner_max_iter`` after);
     2. pricing: ascent of ‖Λᵀ(X̃u)_+‖ from many starts (current neurons, Gaussian, hyperplanes through data
        points, gated-dual directions), Λ = ∇L(ŷ); the ≤ ``max_add`` most violating distinct directions
        (> (1 + viol_tol)α) join with coefficient 0. When this quick search finds none, a deep search
