@@ -744,6 +744,7 @@ def _group_lasso_prox_newton(Phi: torch.Tensor, Y: torch.Tensor, alpha: float, l
     K = Y.shape[1]
     C = C0.clone()
     best_C, (best_p, best_d) = C, certify(C)
+    f0 = best_p  # F at the current point C (certify's primal is L(ΦC) + α Σ‖C_j‖)
     for _ in range(max_steps):
         if best_p - best_d <= tol * max(abs(best_p), 1e-300):
             break
@@ -760,7 +761,6 @@ def _group_lasso_prox_newton(Phi: torch.Tensor, Y: torch.Tensor, alpha: float, l
         D = torch.as_tensor(target, dtype=C.dtype, device=C.device) - C
         PD = Phi @ D
 
-        f0 = float(losses.value(loss, A, Y).sum()) + alpha * float(torch.linalg.vector_norm(C, dim=1).sum())
         for t in 0.5 ** np.arange(30):
             Ct = C + float(t) * D
             if float(losses.value(loss, A + float(t) * PD, Y).sum()) + alpha * float(
@@ -770,6 +770,7 @@ def _group_lasso_prox_newton(Phi: torch.Tensor, Y: torch.Tensor, alpha: float, l
             break  # no decrease: the model's minimiser is C itself (to rounding)
         C = Ct
         p, d = certify(C)
+        f0 = p
         if p < best_p:
             best_C, best_p = C, p
         best_d = max(best_d, d)
@@ -1146,6 +1147,10 @@ def adcg(
     Lam = losses.grad(loss, Xt.new_zeros((n, K)), Yt)
     added = 0
     final = False
+    # the violation tolerance once the deep search has run (its finds count above 1 + deep_tol), and the one that
+    # ``converged`` is judged by
+    deep_viol_tol = max(viol_tol, deep_tol)
+    final_viol_tol = deep_viol_tol if deep_starts > 0 else viol_tol
     for rnd in range(1, max_rounds + 1):
         # pricing at the current network
         parts = []
@@ -1163,7 +1168,7 @@ def adcg(
         if deep_starts > 0 and not bool((g > limit).any()):
             # the deep search's finds count above a threshold of their own: at its 1e-4 it kept finding directions
             # at 1.0001–1.001·alpha, round after round, on some tables (each worth ~1e-6 of the objective)
-            limit = (1.0 + max(viol_tol, deep_tol)) * alpha
+            limit = (1.0 + deep_viol_tol) * alpha
             # the quick search found nothing: before the round counts as violation-free, search harder (a quick
             # search that finds nothing is weak evidence: on spectf, at a point where it found none, 2000 starts
             # and 100 ascent steps found directions at 1.12·alpha, and the network was 2.6% above the optimum)
@@ -1228,7 +1233,7 @@ def adcg(
     ub = float(dual_upper_bound(Xt, Lp).sum())  # ‖v‖₂ ≤ Σ_k |v_k|
     rig = float(-losses.conjugate(loss, Lp * min(1.0, alpha / max(ub, 1e-300)), Yt).sum())
     net = _to_network(U, C, fit_intercept)
-    conv = bool(added == 0 and max_viol <= 1.0 + max(viol_tol, 0.0 if deep_starts == 0 else deep_tol) and deep_complete)
+    conv = bool(added == 0 and max_viol <= 1.0 + final_viol_tol and deep_complete)
     return ADCGResult(network=net, objective=primal, U=U, C=C, lasso_primal=primal, lasso_dual=dual,
                       max_violation=max_viol, heuristic_lower_bound=heur, rigorous_lower_bound=rig,
                       converged=conv, rounds=len(history), seconds=time.perf_counter() - t0 - t_excl,
