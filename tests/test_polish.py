@@ -8,6 +8,7 @@ of the CVXPY + Clarabel optimum, the point exactly cone-feasible, and its certif
 optimum.
 """
 
+import dataclasses
 import math
 import sys
 import time
@@ -627,6 +628,70 @@ def test_ipm_newton_system_against_dense(breast_cancer, rows, gates):
     ref = torch.linalg.solve(Hd, r.reshape(-1)).reshape(nb, d)
     got = system.solve(r)
     assert float((got - ref).abs().max()) <= 1e-8 * float(ref.abs().max())
+
+
+def test_ipm_newton_systems_share_the_constant_gram(breast_cancer):
+    """With constant_lam (the squared loss) the "pd" mode forms F_vᵀΛF_v once, in the workspace, and the later
+    systems of the same workspace factor a copy of it: each one still solves its own FᵀΛF + blockdiag S (dense
+    reference), and the kept Gram is not overwritten by the factorizations."""
+    pm = sys.modules["convexnn.solvers.polish"]
+    pb = _small_relu(breast_cancer, "squared", 300, 4)
+    col = pm._Column(pb, 0)
+    n, d, nb = pb.n, pb.d, col.nb
+    gen = torch.Generator().manual_seed(5)
+    lam = torch.full((n,), 1.0 / n, dtype=torch.float64)
+    F = torch.cat([col.F(b) for b in range(nb)], dim=1)  # (n, nb·d): a = F vec(x)
+    workspace: dict = {}
+    for it in range(3):
+        A = torch.randn((nb, d, d), generator=gen, dtype=torch.float64)
+        S = A @ A.transpose(1, 2) + 10.0 ** (-it) * torch.eye(d, dtype=torch.float64)
+        system = pm._IPMSystem(col, S, lam, workspace, constant_lam=True)
+        assert system.ok and system.mode == "pd"
+        Hd = F.T @ (lam[:, None] * F) + torch.block_diag(*S)
+        r = torch.randn((nb, d), generator=gen, dtype=torch.float64)
+        ref = torch.linalg.solve(Hd, r.reshape(-1)).reshape(nb, d)
+        assert float((system.solve(r) - ref).abs().max()) <= 1e-8 * float(ref.abs().max())
+        gram = pm._pattern_gram(pb.X, pb.D, lam)
+        assert torch.equal(workspace["gram"], gram)
+    # without constant_lam nothing is kept (Λ changes from system to system: the logistic loss)
+    other: dict = {}
+    assert pm._IPMSystem(col, S, lam, other).ok and "gram" not in other
+
+
+def test_max_step_is_the_largest_feasible_step():
+    """_max_step(v, dv) = the largest t in [0, 1] with v + t·dv ≥ 0 (against the ratio test written out), also
+    with a zero entry of v (the fallback)."""
+    pm = sys.modules["convexnn.solvers.polish"]
+    gen = torch.Generator().manual_seed(0)
+    for case in range(6):
+        v = torch.rand((7, 50), generator=gen, dtype=torch.float64) + 1e-3
+        dv = torch.randn((7, 50), generator=gen, dtype=torch.float64) * 10.0 ** (case - 3)
+        if case == 5:
+            v[2, 3], dv[2, 3] = 0.0, 0.0
+        neg = dv < 0
+        want = min(1.0, float((v[neg] / -dv[neg]).min())) if bool(neg.any()) else 1.0
+        got = pm._max_step(v, dv)
+        assert got == pytest.approx(want, rel=1e-14)
+        assert float((v + got * dv).min()) >= -1e-15 * float(v.max())
+    assert pm._max_step(torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)) == 1.0
+
+
+@pytest.mark.parametrize("kind", ["relu", "gated"])
+def test_column_pred_and_block_grad_follow_the_signed_patterns(breast_cancer, kind):
+    """_Column.pred and block_grad (through the P patterns) against their definitions with the signed patterns
+    Dm of the nb blocks: a = Σ_b Dm_b ⊙ (X x_b), c_b = Xᵀ(Dm_b ⊙ g)."""
+    pm = sys.modules["convexnn.solvers.polish"]
+    pb = _small_relu(breast_cancer, "squared", 120, 5)
+    if kind == "gated":
+        pb = dataclasses.replace(pb, kind="gated")
+    col = pm._Column(pb, 0)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn((col.nb, pb.d), generator=gen, dtype=torch.float64)
+    g = torch.randn(pb.n, generator=gen, dtype=torch.float64)
+    ref_a = (col.Dm * (x @ pb.X.T)).sum(0)
+    ref_c = (col.Dm * g[None, :]) @ pb.X
+    assert float((col.pred(x) - ref_a).abs().max()) <= 1e-13 * float(ref_a.abs().max())
+    assert float((col.block_grad(g) - ref_c).abs().max()) <= 1e-13 * float(ref_c.abs().max())
 
 
 @pytest.mark.parametrize("which", ["M", "K"])

@@ -109,16 +109,19 @@ def ipm_cost(n: int, d: int, P: int, relu: bool = True) -> tuple[float, float]:
     Flops: the Gram matrix of :class:`_IPMSystem` — n ≤ P·d: n²·P·d (``syrk`` of the n × P·d factor Z);
     n > P·d: n·(P·d)²/2 (:func:`_pattern_gram`) — and its Cholesky factor, min(n, P·d)³/3; per block (nb = 2P
     for (C), P for (G)) the weighted Gram Gᵀdiag(μ/s)G, 2·n·d², its Cholesky factor and inverse, ≈ 2·d³; the
-    products with X, ≈ 8·nb·n·d. Bytes: n ≤ P·d: Z and the n×n matrix; n > P·d: the (P·d)² matrix and
-    :func:`_pattern_gram`'s pair products and row chunk; five (nb, d, d) block arrays, a dozen (nb, n)
-    arrays and the rows' outer products (n, d²), or a row chunk of them (:func:`_weighted_grams`).
+    products with X, ≈ 8·nb·n·d. Bytes: n ≤ P·d: Z and the n×n matrix; n > P·d: the (P·d)² Gram matrix and
+    the copy of it that is factored (:func:`_pattern_gram`'s pair products and row chunk come before the copy);
+    five (nb, d, d) block arrays, a dozen (nb, n) arrays and the rows' outer products (n, d²), or a row chunk of
+    them (:func:`_weighted_grams`).
+    With the squared loss (constant Λ) the "pd" Gram matrix is formed in the first iteration only and kept
+    (:class:`_IPMSystem`): the estimate is that of the first iteration, an upper bound for the later ones.
     """
     nb = 2 * P if relu else P
     pd = P * d
     if n <= pd:
         gram_flops, gram_elems = float(n) * n * pd, n * pd + n * n
     else:
-        gram_flops, gram_elems = n * float(pd) * pd / 2, 1.75 * pd * pd + 4096 * P * (P + 1) / 2
+        gram_flops, gram_elems = n * float(pd) * pd / 2, 2.0 * pd * pd + 4096 * P * (P + 1) / 2
     lo = min(n, pd)
     flops = gram_flops + lo ** 3 / 3 + nb * (2.0 * n * d * d + 2.0 * d ** 3) + 8.0 * nb * n * d
     elems = gram_elems + 5 * nb * d * d + 12 * nb * n + min(n * d * d, 50_000_000)
@@ -269,8 +272,12 @@ class _Column:
         self.eps = torch.finfo(X.dtype).eps
 
     # --- evaluations
+    # pred and block_grad go through the P patterns ((C): the v- and w-blocks of a pattern share its rows), whose
+    # (n, P) temporaries are half the size of the (nb, n) ones of Dm: at n = 36631 these products are memory-bound
     def pred(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.Dm * (x @ self.X.T)).sum(0)
+        """a = Σ_i D_i X (v_i − w_i) ((C)) or Σ_i D_i X u_i ((G)), (n,)."""
+        q = x[:self.P] - x[self.P:] if self.relu else x
+        return torch.mm(self.X, q.T).mul_(self.pb.D).sum(1)
 
     def fval(self, x: torch.Tensor) -> float:
         return _loss_value(self.loss, self.pred(x), self.y) + self.alpha * float(
@@ -278,7 +285,8 @@ class _Column:
 
     def block_grad(self, gl: torch.Tensor) -> torch.Tensor:
         """c_b = s_b Xᵀ D_i ∇L for every block, (nb, d)."""
-        return (self.Dm * gl[None, :]) @ self.X
+        c = torch.mm(torch.mul(self.pb.D, gl[:, None]).T, self.X)  # (P, d)
+        return torch.cat([c, -c]) if self.relu else c
 
     def slack(self, x: torch.Tensor) -> torch.Tensor:
         return self.Sg * (x @ self.X.T)
@@ -1032,10 +1040,14 @@ class _IPMSystem:
             (F_vᵀΛF_v by :func:`_pattern_gram`; F_v itself is never formed, only applied through X and D).
     (For (G) the same with M = S⁻¹ and no w-blocks.)
     ``workspace``: a dict that keeps the "n" mode's (n, P·d) array from one iteration's system to the next (a
-    method passes the same one to each of its systems; a system does not use it once built).
+    method passes the same one to each of its systems; a system does not use it once built), and with
+    ``constant_lam`` (Λ the same in every system of the method: the squared loss, λ = 1/n) the "pd" mode's
+    F_vᵀΛF_v, formed by the first system only (its n·(P·d)²/2 flops are most of a "pd" iteration: 60000 rows,
+    P·d = 5100, 1.6e12 against 4.4e10 for the factor).
     """
 
-    def __init__(self, col: _Column, S: torch.Tensor, lam: torch.Tensor, workspace: dict | None = None) -> None:
+    def __init__(self, col: _Column, S: torch.Tensor, lam: torch.Tensor, workspace: dict | None = None,
+                 constant_lam: bool = False) -> None:
         self.col = col
         n, d, P = col.n, col.d, col.P
         self.ok = False
@@ -1077,8 +1089,14 @@ class _IPMSystem:
             Minv = torch.cholesky_inverse(LM)  # (P, d, d)
             ip = torch.arange(P, device=Minv.device)
 
+            gram = workspace.get("gram") if constant_lam and workspace is not None else None
+            if gram is None:
+                gram = _pattern_gram(col.X, Dn, lam)  # F_vᵀ Λ F_v, without forming F_v (n, P·d)
+                if constant_lam and workspace is not None:
+                    workspace["gram"] = gram
+
             def matrix() -> torch.Tensor:
-                K = _pattern_gram(col.X, Dn, lam)  # F_vᵀ Λ F_v, without forming F_v (n, P·d)
+                K = gram.clone()  # (the factorization overwrites K, and a retry below needs the gram again)
                 K.view(P, d, P, d)[ip, :, ip, :] += Minv  # + blockdiag(M⁻¹)
                 return K
 
@@ -1208,9 +1226,15 @@ def _norm_barrier_hessian(xh: torch.Tensor, c: torch.Tensor, w: torch.Tensor) ->
 
 
 def _max_step(v: torch.Tensor, dv: torch.Tensor) -> float:
-    """Largest step in [0, 1] with v + step·dv ≥ 0."""
-    ratio = torch.where(dv < 0, v / (-dv).clamp(min=1e-300), torch.ones_like(v))
-    return min(1.0, float(ratio.min()))
+    """Largest step in [0, 1] with v + step·dv ≥ 0, for v > 0: 1 / max(1, max_j (−dv_j / v_j)).
+
+    (One quotient array, not the five temporaries of a masked ratio v/(−dv): on the interior-point method's
+    (2P, n) slacks and multipliers at n = 36631 that was 0.18 s a call, most of it page faults of fresh arrays.)"""
+    worst = float(torch.amax(torch.div(dv, v).neg_()))
+    if math.isnan(worst):  # a zero v (not an interior point): the masked ratio
+        ratio = torch.where(dv < 0, v / (-dv).clamp(min=1e-300), torch.ones_like(v))
+        return min(1.0, float(ratio.min()))
+    return 1.0 if worst <= 1.0 else 1.0 / worst
 
 
 def _loss_dual_repair(col: _Column, lam: torch.Tensor, R: torch.Tensor, near: float = 1e-4) -> torch.Tensor:
@@ -1395,10 +1419,13 @@ def _ipm_direction(system: _IPMSystem, col: _Column, rd: torch.Tensor, rp: torch
     v = (α, z), dλ = 0; see :class:`_NormCones`), with the factored H of ``system`` (``refine`` steps of
     iterative refinement)."""
     extra, sol = cones.rhs(r)
-    dx = system.solve(extra - rd - (col.Sg * ((F2 + mu * rp) / s)) @ col.X, refine=refine)
-    ds = col.Sg * (dx @ col.X.T) + rp
+    # in place on one fresh (nb, n) array per quantity: at n = 36631 each new (nb, n) temporary costs more in page
+    # faults than its arithmetic
+    g = torch.addcmul(F2, mu, rp).div_(s).mul_(col.Sg)  # Gᵀ applied below: Sg ⊙ (F2 + μ ⊙ rp)/s
+    dx = system.solve(extra - rd - g @ col.X, refine=refine)
+    ds = torch.matmul(dx, col.X.T, out=g).mul_(col.Sg).add_(rp)  # G dx + rp, in g's array
     dt, dz = cones.back(sol, dx)
-    return dx, ds, (-F2 - mu * ds) / s, dt, dz
+    return dx, ds, torch.addcmul(F2, mu, ds).div_(s).neg_(), dt, dz
 
 
 def _ipm_steps(s: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, x: torch.Tensor, z: torch.Tensor,
@@ -1500,10 +1527,10 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
 
     def complementarity() -> float:
         """μᵀs + Σ_b (t_b, x_b)ᵀ(α, z_b)."""
-        return float((mu * s).sum()) + float(_NormCones.products(t, x, z, alpha).sum())
+        return float(torch.vdot(mu.flatten(), s.flatten())) + float(_NormCones.products(t, x, z, alpha).sum())
 
     def a_new(x: torch.Tensor) -> torch.Tensor:
-        return (col.Dm * (x @ X.T)).sum(0)
+        return col.pred(x)
 
     def certify(x: torch.Tensor, mu: torch.Tensor, s: torch.Tensor) -> float:
         """Certify the iterate (x, μ, s) (valid whatever the iterate), keep it if it is the best or the lowest so
@@ -1547,15 +1574,16 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
                 certify(x, mu, s)
             break
         info.ipm_iterations += 1
-        XT = x @ X.T
-        rp = col.Sg * XT - s
+        # (the (nb, n) arrays below are formed in place where they can be: at n = 36631 a fresh one costs more in
+        # page faults than its arithmetic)
+        a = col.pred(x)
+        rp = torch.mm(x, X.T).mul_(col.Sg).sub_(s)  # G x − s
         mbar = complementarity() / (m + nb)
-        a = (col.Dm * XT).sum(0)
         c = col.block_grad(_loss_grad(loss, a, y))
         cones = _NormCones(t, x, z, alpha)
         S = cones.block()
-        S += _weighted_grams(X, XX, mu / s)  # + Gᵀ diag(μ/s) G per block
-        system = _IPMSystem(col, S, _loss_hess(loss, a, y), workspace)
+        S += _weighted_grams(X, XX, torch.div(mu, s))  # + Gᵀ diag(μ/s) G per block
+        system = _IPMSystem(col, S, _loss_hess(loss, a, y), workspace, constant_lam=loss == "squared")
         if not system.ok:
             info.notes.append("ipm: Newton system not positive definite")
             break
@@ -1565,10 +1593,11 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
         aff = _ipm_direction(system, col, rd, rp, s, mu, s * mu, cones, cones.target(0.0), refine=0)
         ap, ad = _ipm_steps(s, mu, t, x, z, cones, aff)
         dxa, dsa, dmua, dta, dza = aff
-        maff = (float(((s + ap * dsa) * (mu + ad * dmua)).sum()) + float(
-            _NormCones.products(t + ap * dta, x + ap * dxa, z + ad * dza, alpha).sum())) / (m + nb)
+        maff = (float(torch.vdot(torch.add(s, dsa, alpha=ap).flatten(), torch.add(mu, dmua, alpha=ad).flatten()))
+                + float(_NormCones.products(t + ap * dta, x + ap * dxa, z + ad * dza, alpha).sum())) / (m + nb)
         sigma = min(1.0, (maff / max(mbar, 1e-300)) ** 3)
-        F2 = s * mu + dsa * dmua - sigma * mbar
+        F2 = torch.mul(dsa, dmua).addcmul_(s, mu).sub_(sigma * mbar)
+        del aff, dsa, dmua  # (their arrays go back before the next directions are formed)
         r = cones.target(sigma * mbar, (dta, dxa, dza))
         step = _ipm_direction(system, col, rd, rp, s, mu, F2, cones, r, refine=1)
         ap, ad = _ipm_steps(s, mu, t, x, z, cones, step)
@@ -1579,8 +1608,9 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
             # shorter of the two steps
             tgt = sigma * mbar
             tp, td = min(1.0, 1.5 * ap + 0.1), min(1.0, 1.5 * ad + 0.1)
-            v = (s + tp * step[1]) * (mu + td * step[2])
-            F2c = F2 - torch.clamp(torch.clamp(v, min=0.1 * tgt, max=10.0 * tgt) - v, min=-10.0 * tgt)
+            v = torch.add(s, step[1], alpha=tp).mul_(torch.add(mu, step[2], alpha=td))
+            F2c = torch.clamp(v, min=0.1 * tgt, max=10.0 * tgt).sub_(v).clamp_(min=-10.0 * tgt).neg_().add_(F2)
+            del v
             rc = cones.centred(r, step, tp, td, tgt)
             stepc = _ipm_direction(system, col, rd, rp, s, mu, F2c, cones, rc, refine=1)
             apc, adc = _ipm_steps(s, mu, t, x, z, cones, stepc)
@@ -1593,8 +1623,9 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
             st, sd = eta_step * ap, eta_step * ad
         else:
             st = sd = eta_step * min(ap, ad)
-        x, s, t = x + st * dx, s + st * ds, t + st * dt
-        mu, z = mu + sd * dmu, z + sd * dz
+        x, s, t = x + st * dx, torch.add(s, ds, alpha=st), t + st * dt
+        mu, z = torch.add(mu, dmu, alpha=sd), z + sd * dz
+        del step, ds, dmu
         t0 = info.tick("ipm solve", t0)
         if st < 1e-10:
             break
