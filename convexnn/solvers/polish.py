@@ -289,7 +289,8 @@ class _Column:
         return torch.cat([c, -c]) if self.relu else c
 
     def slack(self, x: torch.Tensor) -> torch.Tensor:
-        return self.Sg * (x @ self.X.T)
+        """G x: the cone rows' values Sg_b ⊙ (X x_b), (nb, n) (one fresh array, scaled in place)."""
+        return torch.mm(x, self.X.T).mul_(self.Sg)
 
     def repaired(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
         """(C): the blocks x (nb, d) made exactly cone-feasible (:func:`certificates.make_feasible`), as
@@ -1529,9 +1530,6 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
         """μᵀs + Σ_b (t_b, x_b)ᵀ(α, z_b)."""
         return float(torch.vdot(mu.flatten(), s.flatten())) + float(_NormCones.products(t, x, z, alpha).sum())
 
-    def a_new(x: torch.Tensor) -> torch.Tensor:
-        return col.pred(x)
-
     def certify(x: torch.Tensor, mu: torch.Tensor, s: torch.Tensor) -> float:
         """Certify the iterate (x, μ, s) (valid whatever the iterate), keep it if it is the best or the lowest so
         far, report it; its relative gap."""
@@ -1540,7 +1538,7 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
         # two loss-dual candidates: ∇L at the repaired point and at the iterate itself (whose dual
         # residual c − z − Gᵀμ → 0); late, projected-gradient steps on the μ of the violating blocks
         dual, lam, mu_c = -math.inf, None, mu
-        for cand in (losses.grad(loss, pred, y[:, None])[:, 0], _loss_grad(loss, a_new(x), y)):
+        for cand in (losses.grad(loss, pred, y[:, None])[:, 0], _loss_grad(loss, col.pred(x), y)):
             dv, mu_v, lam_v = _relu_dual_bound(col, cand, mu, refine_steps if best[0] < 1e-3 else 0, Lx)
             if dv > dual:
                 dual, lam, mu_c = dv, lam_v, mu_v
@@ -1577,7 +1575,7 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
         # (the (nb, n) arrays below are formed in place where they can be: at n = 36631 a fresh one costs more in
         # page faults than its arithmetic)
         a = col.pred(x)
-        rp = torch.mm(x, X.T).mul_(col.Sg).sub_(s)  # G x − s
+        rp = col.slack(x).sub_(s)  # G x − s
         mbar = complementarity() / (m + nb)
         c = col.block_grad(_loss_grad(loss, a, y))
         cones = _NormCones(t, x, z, alpha)
@@ -1631,7 +1629,7 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
             break
         # the complementarity (orthant and cones) is about the duality gap near the central path: while it exceeds
         # 1e-3 of the objective the certificate would not be of use (no stopping rule looks at it): not computed
-        if complementarity() > 1e-3 * abs(_loss_value(loss, a_new(x), y) + alpha * float(
+        if complementarity() > 1e-3 * abs(_loss_value(loss, col.pred(x), y) + alpha * float(
                 torch.linalg.vector_norm(x, dim=1).sum())):
             continue
         gap = certify(x, mu, s)
