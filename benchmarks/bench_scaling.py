@@ -139,7 +139,7 @@ def run_exact(n: int, P: int, args) -> dict:
         pb = build("synthetic", n, P, args.alpha, tuple(args.pair), args.device, args.d)
     else:
         pb = build_pca(n, P, args.alpha, args.pca, args.device)
-    flops, need = ipm_cost(pb.n, pb.d, pb.P)
+    flops, need = ipm_cost(pb.n, pb.d, pb.P, constant_lam=pb.loss == "squared")
     zero = pb.zeros()
     if args.device == "cuda":
         torch.cuda.synchronize()

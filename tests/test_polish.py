@@ -628,16 +628,26 @@ def test_ipm_newton_system_against_dense(breast_cancer, rows, gates):
     ref = torch.linalg.solve(Hd, r.reshape(-1)).reshape(nb, d)
     got = system.solve(r)
     assert float((got - ref).abs().max()) <= 1e-8 * float(ref.abs().max())
+    # without refinement the factor alone solves it too, and apply is the dense product (in mode "pd" both go
+    # through the kept F_vᵀΛF_v instead of X and D)
+    assert float((system.solve(r, refine=0) - ref).abs().max()) <= 1e-8 * float(ref.abs().max())
+    Hr = (Hd @ r.reshape(-1)).reshape(nb, d)
+    assert torch.allclose(system.apply(r), Hr, rtol=1e-12, atol=1e-12 * float(Hr.abs().max()))
 
 
-def test_ipm_newton_systems_share_the_constant_gram(breast_cancer):
+@pytest.mark.parametrize("rows,gates", [(300, 4), (200, 8)])  # n > P·d, and 0.53·P·d < n < P·d
+def test_ipm_newton_systems_share_the_constant_gram(breast_cancer, rows, gates):
     """With constant_lam (the squared loss) the "pd" mode forms F_vᵀΛF_v once, in the workspace, and the later
     systems of the same workspace factor a copy of it: each one still solves its own FᵀΛF + blockdiag S (dense
-    reference), and the kept Gram is not overwritten by the factorizations."""
+    reference), and the kept Gram is not overwritten by the factorizations. With a constant Λ that mode is
+    also taken for fewer rows than P·d, where its (P·d)³/3 flops an iteration are fewer than the Woodbury
+    form's n²·P·d + n³/3."""
     pm = sys.modules["convexnn.solvers.polish"]
-    pb = _small_relu(breast_cancer, "squared", 300, 4)
+    pb = _small_relu(breast_cancer, "squared", rows, gates)
     col = pm._Column(pb, 0)
     n, d, nb = pb.n, pb.d, col.nb
+    assert pm.newton_mode(n, d, pb.P, constant_lam=True) == "pd"
+    assert pm.newton_mode(n, d, pb.P) == ("pd" if n > pb.P * d else "n")
     gen = torch.Generator().manual_seed(5)
     lam = torch.full((n,), 1.0 / n, dtype=torch.float64)
     F = torch.cat([col.F(b) for b in range(nb)], dim=1)  # (n, nb·d): a = F vec(x)
@@ -674,6 +684,34 @@ def test_max_step_is_the_largest_feasible_step():
         assert got == pytest.approx(want, rel=1e-14)
         assert float((v + got * dv).min()) >= -1e-15 * float(v.max())
     assert pm._max_step(torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)) == 1.0
+
+
+def test_scratch_hands_out_only_unreferenced_arrays():
+    """_Scratch.take returns an array nobody refers to (no other reference, no view of it), else a new one; the
+    interior-point method relies on this to keep the best iterate's s and μ while reusing its (nb, n) arrays.
+    (arrays[0] is the scratch's reference array, never handed out.)"""
+    pm = sys.modules["convexnn.solvers.polish"]
+    sc = pm._Scratch((3, 4), torch.float64, torch.device("cpu"))
+    a = sc.take()
+    b = sc.take()
+    assert a is not b and len(sc.arrays) == 3
+    view = b.flatten()
+    del b
+    c = sc.take()  # b's array is still seen through the view
+    assert len(sc.arrays) == 4 and all(c is not x for x in sc.arrays[1:3])
+    kept = (a,)  # held in a tuple, as the best iterate is
+    del a, view
+    assert sc.take() is sc.arrays[2]  # the viewed array, free again
+    assert sc.take() is sc.arrays[2] and len(sc.arrays) == 4  # (the result above was not held)
+    assert kept[0] is sc.arrays[1]
+    d = sc.take()
+    assert d is sc.arrays[2]
+    e = sc.take()
+    assert e is not d and e is not kept[0] and e.shape == (3, 4) and len(sc.arrays) == 5
+    # out= through torch keeps the identity of the array: the kind of use the method makes of it
+    del c
+    f = torch.add(kept[0], 1.0, out=sc.take())
+    assert f is sc.arrays[3] and torch.equal(f, kept[0] + 1.0) and len(sc.arrays) == 5
 
 
 @pytest.mark.parametrize("kind", ["relu", "gated"])
@@ -787,9 +825,9 @@ def test_polish_estimates_its_cost_before_allocating(breast_cancer):
     pb = _small_relu(breast_cancer, "squared", 200, 10)
     flops, need = ipm_cost(pb.n, pb.d, pb.P)
     # the dominant allocations, counted by hand: the n × P·d factor, the n×n Gram (n < P·d), five (2P, d, d)
-    # block arrays, a dozen (2P, n) arrays and the rows' outer products (n, d²)
+    # block arrays, sixteen (2P, n) arrays and the rows' packed outer products (n, d(d+1)/2)
     n, d, P = pb.n, pb.d, pb.P
-    assert need == 8.0 * (n * P * d + n * n + 5 * 2 * P * d * d + 12 * 2 * P * n + n * d * d)
+    assert need == 8.0 * (n * P * d + n * n + 5 * 2 * P * d * d + 16 * 2 * P * n + n * d * (d + 1) // 2)
     assert flops > n * n * P * d
     zero = pb.zeros()
     with pytest.raises(MemoryError, match="memory_limit"):
@@ -908,7 +946,17 @@ def test_weighted_grams_in_row_chunks():
     Wt = torch.rand(5, 103, generator=g, dtype=torch.float64)
     want = torch.stack([X.T @ (w[:, None] * X) for w in Wt])
     assert torch.allclose(_weighted_grams(X, _outer_rows(X), Wt), want, rtol=1e-13, atol=1e-12)
-    assert torch.allclose(_weighted_grams(X, None, Wt, limit=10 * 49), want, rtol=1e-13, atol=1e-12)  # 10 rows
+    assert torch.allclose(_weighted_grams(X, None, Wt, chunk=10 * 28), want, rtol=1e-13, atol=1e-12)  # 10 rows
+    # kept outer products formed in uneven row chunks give the same, and above the limit none are kept
+    polish_mod = sys.modules["convexnn.solvers.polish"]
+    old = polish_mod.OUTER_ROWS_CHUNK
+    try:
+        polish_mod.OUTER_ROWS_CHUNK = 7 * 28
+        XX = _outer_rows(X)
+    finally:
+        polish_mod.OUTER_ROWS_CHUNK = old
+    assert XX.shape == (103, 28) and torch.allclose(_weighted_grams(X, XX, Wt), want, rtol=1e-13, atol=1e-12)
+    assert _outer_rows(X, limit=103 * 28 - 1) is None
 
 
 def test_batched_working_set_algebra_matches_one_block_at_a_time(breast_cancer):
@@ -1196,14 +1244,19 @@ def test_ipm_direction_solves_the_linearised_kkt_system(breast_cancer):
     rd = col.block_grad(PL._loss_grad("squared", a, col.y)) - z - (col.Sg * mu) @ col.X
     rp, F2 = _normal(g, nb, n), 0.01 * _normal(g, nb, n)
     r = (_normal(g, nb), _normal(g, nb, d))
-    dx, ds, dmu, dt, dz = PL._ipm_direction(system, col, rd, rp, s, mu, F2, cones, r, refine=2)
+    scratch = PL._Scratch((nb, n), s.dtype, s.device)
+    keep = [a.clone() for a in (rd, rp, s, mu, F2)]
+    dx, ds, dmu, dt, dz = PL._ipm_direction(system, col, rd, rp, s, mu, F2, cones, r, refine=2, scratch=scratch)
+    # the inputs are untouched, and ds, dμ are arrays of the scratch
+    assert all(torch.equal(a, b) for a, b in zip(keep, (rd, rp, s, mu, F2), strict=True))
+    assert any(ds is a for a in scratch.arrays) and any(dmu is a for a in scratch.arrays)
     lhs = col.block_grad(lam * col.pred(dx)) - (col.Sg * dmu) @ col.X - dz
     assert torch.allclose(lhs, -rd, atol=1e-10 * float(rd.abs().max()))
     assert torch.allclose(col.slack(dx) - ds, -rp, atol=1e-12)
     assert torch.allclose(mu * ds + s * dmu, -F2, atol=1e-12)
     comp = _scaled_complementarity(cones, dt, dx, dz)
     assert torch.allclose(comp[0], r[0], atol=1e-10) and torch.allclose(comp[1], r[1], atol=1e-10)
-    ap, ad = PL._ipm_steps(s, mu, t, x, z, cones, (dx, ds, dmu, dt, dz))
+    ap, ad = PL._ipm_steps(s, mu, t, x, z, cones, (dx, ds, dmu, dt, dz), scratch)
     for step, ok in ((ap, lambda h: bool(((s + h * ds) >= 0).all()) and soc.jdet(t + h * dt, x + h * dx).min() >= 0),
                      (ad, lambda h: bool(((mu + h * dmu) >= 0).all())
                       and bool((torch.linalg.vector_norm(z + h * dz, dim=1) <= col.alpha).all()))):
@@ -1232,3 +1285,28 @@ def test_loss_dual_repair_tightens_a_sound_bound(breast_cancer):
     assert bound == pytest.approx(_bound_at(pb, used, mu_c), rel=1e-13)
     assert plain < bound <= min(primal, opt + 1e-9 * abs(opt))
     assert (primal - bound) <= 0.5 * (primal - plain)
+
+
+def test_nnls_projected_gradient_against_lawson_hanson(breast_cancer):
+    """The batched projected-gradient NNLS (signed multipliers, in place) against scipy's Lawson–Hanson on the
+    dual subproblems min_{μ ≥ 0} ‖c_b − G_bᵀμ‖ of a few blocks: μ ≥ 0, the residual it reports is that of its μ,
+    never below the exact minimum, and close to it; with a target it stops once every block is at or below it,
+    and warm-starting from the exact μ keeps the exact residual."""
+    pm = sys.modules["convexnn.solvers.polish"]
+    pb = _small_relu(breast_cancer, "squared", 120, 6)
+    col = pm._Column(pb, 0)
+    gen = torch.Generator().manual_seed(2)
+    blocks = [0, 3, 7, 10]
+    C = torch.randn((len(blocks), col.d), generator=gen, dtype=torch.float64)
+    mu_ex, res_ex = pm._nnls(col, blocks, C, method="scipy")
+    mu, res = pm._nnls(col, blocks, C, method="pg", max_iter=20000)
+    assert bool((mu >= 0).all())
+    own = torch.linalg.vector_norm(C - (col.Sg[blocks] * mu) @ col.X, dim=1)
+    assert torch.allclose(own, res, rtol=1e-12, atol=1e-12)
+    assert bool((res >= res_ex - 1e-9).all())
+    assert torch.allclose(res, res_ex, rtol=1e-3, atol=1e-6)
+    tgt = res_ex * 1.05 + 1e-3
+    mu_t, res_t = pm._nnls(col, blocks, C, target=tgt, method="pg", max_iter=20000)
+    assert bool((res_t <= tgt).all())
+    _, res_w = pm._nnls(col, blocks, C, method="pg", max_iter=5, mu0=mu_ex)
+    assert torch.allclose(res_w, res_ex, rtol=1e-9, atol=1e-12)

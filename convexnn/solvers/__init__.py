@@ -127,7 +127,7 @@ def ipm_direct(problem: ConvexProblem, memory_limit: float = 8 * 2**30, flop_sca
     ``memory_limit`` bytes."""
     if problem.kind != "relu" or problem.loss not in POLISH_LOSSES:
         return False
-    flops, need = ipm_cost(problem.n, problem.d, problem.P)
+    flops, need = ipm_cost(problem.n, problem.d, problem.P, constant_lam=problem.loss == "squared")
     return flops <= flop_scale * IPM_DIRECT_FLOPS and need <= memory_limit
 
 

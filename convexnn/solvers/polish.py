@@ -78,6 +78,7 @@ Computations run in float64 (a float32 problem is polished in a float64 copy and
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -102,7 +103,21 @@ POLISH_LOSSES = ("squared", "logistic", "hinge")
 IPM_MAX_FLOPS = 2e12
 
 
-def ipm_cost(n: int, d: int, P: int, relu: bool = True) -> tuple[float, float]:
+def newton_mode(n: int, d: int, P: int, constant_lam: bool = False) -> str:
+    """How :class:`_IPMSystem` factors the interior-point Newton matrix: "n" (the n×n Woodbury form, n²·P·d +
+    n³/3 flops an iteration) or "pd" (the (P·d)² form, n·(P·d)²/2 + (P·d)³/3). Where Λ is constant
+    (``constant_lam``: the squared loss) the "pd" form's Gram part is formed once and its iteration costs
+    (P·d)³/3 and the solves with the larger factor (memory-bound; counted as a quarter more): "pd" where that
+    is less than the "n" form's, from n ≈ 0.58·P·d on; else "pd" only for n > P·d. Measured (50 PCA features
+    of Fashion-MNIST, d = 51, P = 100, one thread, ``bench_scaling.py --mode exact``): n = 3000, 39 s "n" and
+    41 s "pd"; n = 4000, 77 s and 47 s, the same 34 iterations."""
+    pd = P * d
+    if constant_lam:
+        return "pd" if 1.25 * pd ** 3 / 3.0 < float(n) * n * pd + n ** 3 / 3.0 else "n"
+    return "n" if n <= pd else "pd"
+
+
+def ipm_cost(n: int, d: int, P: int, relu: bool = True, constant_lam: bool = False) -> tuple[float, float]:
     """(flops, bytes) of one interior-point iteration (:func:`_ipm`, and the hinge barrier method's Newton
     step) on one output column of a program with n rows, d columns and P patterns, in float64.
 
@@ -111,20 +126,23 @@ def ipm_cost(n: int, d: int, P: int, relu: bool = True) -> tuple[float, float]:
     for (C), P for (G)) the weighted Gram Gᵀdiag(μ/s)G, 2·n·d², its Cholesky factor and inverse, ≈ 2·d³; the
     products with X, ≈ 8·nb·n·d. Bytes: n ≤ P·d: Z and the n×n matrix; n > P·d: the (P·d)² Gram matrix and
     the copy of it that is factored (:func:`_pattern_gram`'s pair products and row chunk come before the copy);
-    five (nb, d, d) block arrays, a dozen (nb, n) arrays and the rows' outer products (n, d²), or a row chunk of
-    them (:func:`_weighted_grams`).
-    With the squared loss (constant Λ) the "pd" Gram matrix is formed in the first iteration only and kept
-    (:class:`_IPMSystem`): the estimate is that of the first iteration, an upper bound for the later ones.
+    five (nb, d, d) block arrays, sixteen (nb, n) arrays (:func:`_ipm`'s scratch held 13 at most, with one or
+    two correctors, and a certificate forms a few more) and the rows' packed outer products (n, d(d+1)/2), or a
+    row chunk of them with its two gathered factors (:func:`_weighted_grams`).
+    With the squared loss (``constant_lam``: constant Λ) the "pd" Gram matrix is formed in the first iteration
+    only and kept (:class:`_IPMSystem`), and the form is chosen by :func:`newton_mode`: the estimate is that of the
+    first iteration, an upper bound for the later ones.
     """
     nb = 2 * P if relu else P
     pd = P * d
-    if n <= pd:
+    if newton_mode(n, d, P, constant_lam) == "n":
         gram_flops, gram_elems = float(n) * n * pd, n * pd + n * n
     else:
         gram_flops, gram_elems = n * float(pd) * pd / 2, 2.0 * pd * pd + 4096 * P * (P + 1) / 2
     lo = min(n, pd)
     flops = gram_flops + lo ** 3 / 3 + nb * (2.0 * n * d * d + 2.0 * d ** 3) + 8.0 * nb * n * d
-    elems = gram_elems + 5 * nb * d * d + 12 * nb * n + min(n * d * d, 50_000_000)
+    T = d * (d + 1) // 2  # the rows' packed outer products, kept, or a row chunk of them (_weighted_grams)
+    elems = gram_elems + 5 * nb * d * d + 16 * nb * n + (n * T if n * T <= OUTER_ROWS_LIMIT else 3 * OUTER_ROWS_CHUNK)
     return flops, 8.0 * elems
 
 
@@ -288,9 +306,9 @@ class _Column:
         c = torch.mm(torch.mul(self.pb.D, gl[:, None]).T, self.X)  # (P, d)
         return torch.cat([c, -c]) if self.relu else c
 
-    def slack(self, x: torch.Tensor) -> torch.Tensor:
-        """G x: the cone rows' values Sg_b ⊙ (X x_b), (nb, n) (one fresh array, scaled in place)."""
-        return torch.mm(x, self.X.T).mul_(self.Sg)
+    def slack(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """G x: the cone rows' values Sg_b ⊙ (X x_b), (nb, n) (in ``out`` if given, else one fresh array)."""
+        return torch.mm(x, self.X.T, out=out).mul_(self.Sg)
 
     def repaired(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
         """(C): the blocks x (nb, d) made exactly cone-feasible (:func:`certificates.make_feasible`), as
@@ -356,14 +374,15 @@ class _Column:
 
 
 def _nnls(col: _Column, blocks: list[int], C: torch.Tensor, target: torch.Tensor | None = None,
-         method: str = "auto", max_iter: int = 3000, mu0: torch.Tensor | None = None,
+         method: str = "auto", max_iter: int = 3000, mu0: torch.Tensor | None = None, Lx: float | None = None,
          ) -> tuple[torch.Tensor, torch.Tensor]:
     """min_{μ ≥ 0} ‖c_b − G_bᵀ μ‖₂ for the listed blocks (rows of C, (B, d)); G_b = (2D_i − I) X.
 
     Returns (μ (B, n), residual norms (B,)). ``method``:
       "scipy"  Lawson–Hanson (:func:`scipy.optimize.nnls`), exact, one block at a time on the CPU;
       "pg"     batched accelerated projected gradient (FISTA with adaptive restart) in torch, from ``mu0``
-               (or 0), stopping once every residual is ≤ ``target`` (or after ``max_iter`` iterations);
+               (or 0), stopping once every residual is ≤ ``target`` (or after ``max_iter`` iterations), step
+               1/``Lx`` (Lx = ‖X‖₂², computed when not given);
       "auto"   (with a target) 100 warm-started pg iterations, then scipy for the blocks still above
                ``target`` when n·d ≤ 5·10⁶ (else more pg); (without a target) scipy, or pg when n·d is large.
     """
@@ -411,30 +430,41 @@ def _nnls(col: _Column, blocks: list[int], C: torch.Tensor, target: torch.Tensor
         return Mu_t, res_t
     if method != "pg":
         raise ValueError(f"unknown NNLS method {method!r}: expected 'auto', 'scipy' or 'pg'")
-    # batched FISTA with adaptive restart on ½‖c − Gᵀμ‖²: Gᵀμ = Xᵀ(Sg ⊙ μ), step 1/‖X‖₂²
+    # batched FISTA with adaptive restart on ½‖c − Gᵀμ‖², step 1/‖X‖₂², in the signed multipliers ν = Sg ⊙ μ
+    # (Sg = ±1): Gᵀμ = Xᵀν, the gradient step is ν + X r / L and the projection keeps the entries with Sg ⊙ ν ≥ 0.
+    # The extrapolation's Gᵀy is combined from those of the iterates ((B, d) arrays), so an iteration makes one
+    # product of each kind, and the (B, n) arrays are four, reused in place: fresh (B, n) arrays cost more in
+    # page faults than their arithmetic (adult, n = 36631, entering blocks after the interior point).
     Sg = col.Sg[blocks]  # (B, n)
-    L = float(torch.linalg.matrix_norm(X, ord=2)) ** 2
-    mu = X.new_zeros((B, n)) if mu0 is None else torch.clamp(mu0, min=0.0).clone()
-    yk = mu.clone()
+    L = float(torch.linalg.matrix_norm(X, ord=2)) ** 2 if Lx is None else Lx
+    nu = X.new_zeros((B, n)) if mu0 is None else torch.clamp(mu0, min=0.0).mul_(Sg)
+    yk, nu_new, best = nu.clone(), torch.empty_like(nu), nu.clone()
+    G = nu @ X  # Gᵀμ (B, d)
+    Gy = G.clone()
     tk = X.new_ones((B,))
     tgt = target if target is not None else X.new_full((B,), -1.0)
-    res = torch.linalg.vector_norm(C - (Sg * mu) @ X, dim=1)
-    best_mu, best_res = mu.clone(), res.clone()
+    res = torch.linalg.vector_norm(C - G, dim=1)
+    best_res = res.clone()
     for _ in range(max_iter):
-        R = C - (Sg * yk) @ X  # (B, d)
-        mu_new = torch.clamp(yk + (Sg * (R @ X.T)) / L, min=0.0)
-        res_new = torch.linalg.vector_norm(C - (Sg * mu_new) @ X, dim=1)
+        torch.addmm(yk, C - Gy, X.T, alpha=1.0 / L, out=nu_new)  # ν_y + X(c − Gᵀy)/L
+        nu_new.mul_(Sg).clamp_(min=0.0).mul_(Sg)  # onto Sg ⊙ ν ≥ 0
+        G_new = nu_new @ X
+        res_new = torch.linalg.vector_norm(C - G_new, dim=1)
         t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * tk * tk))
         restart = res_new > res
-        yk = torch.where(restart[:, None], mu_new, mu_new + ((tk - 1.0) / t_new)[:, None] * (mu_new - mu))
+        beta = torch.where(restart, torch.zeros_like(tk), (tk - 1.0) / t_new)  # y = ν_new + β (ν_new − ν)
         tk = torch.where(restart, torch.ones_like(tk), t_new)
-        mu, res = mu_new, res_new
-        improved = res < best_res
-        best_mu = torch.where(improved[:, None], mu, best_mu)
-        best_res = torch.where(improved, res, best_res)
+        torch.mul(nu_new, (1.0 + beta)[:, None], out=yk).addcmul_(nu, beta[:, None], value=-1.0)
+        Gy = (1.0 + beta)[:, None] * G_new - beta[:, None] * G
+        nu, nu_new = nu_new, nu
+        G, res = G_new, res_new
+        improved = torch.nonzero(res < best_res)[:, 0]
+        if improved.numel():
+            best[improved] = nu[improved]
+            best_res[improved] = res[improved]
         if bool((best_res <= tgt).all()):
             break
-    return best_mu, best_res
+    return best.mul_(Sg).clamp_(min=0.0), best_res
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1066,7 +1096,7 @@ class _IPMSystem:
         if not ok:
             return
         self.S, self.Lb, self.lam = S, Lb, lam
-        self.mode = "n" if n <= P * d else "pd"
+        self.mode = newton_mode(n, d, P, constant_lam and workspace is not None)
         Dn = col.pb.D  # (n, P)
         if self.mode == "n":
             self.sl = lam.sqrt()
@@ -1087,6 +1117,7 @@ class _IPMSystem:
                 return K
         else:
             self.LM = LM
+            self.gram = None
             Minv = torch.cholesky_inverse(LM)  # (P, d, d)
             ip = torch.arange(P, device=Minv.device)
 
@@ -1095,6 +1126,7 @@ class _IPMSystem:
                 gram = _pattern_gram(col.X, Dn, lam)  # F_vᵀ Λ F_v, without forming F_v (n, P·d)
                 if constant_lam and workspace is not None:
                     workspace["gram"] = gram
+            self.gram = gram
 
             def matrix() -> torch.Tensor:
                 K = gram.clone()  # (the factorization overwrites K, and a retry below needs the gram again)
@@ -1119,7 +1151,18 @@ class _IPMSystem:
         """(FᵀΛF + blockdiag S) v for v (nb, d)."""
         col = self.col
         Sv = (self.S @ v[:, :, None])[:, :, 0]
+        if self.mode == "pd":
+            return Sv + self._gram_apply(v[:col.P] - v[col.P:] if col.relu else v)
         return Sv + col.block_grad(self.lam * col.pred(v))
+
+    def _gram_apply(self, q: torch.Tensor) -> torch.Tensor:
+        """FᵀΛF_v q for q (P, d) by the (P·d)² Gram of the "pd" mode, (nb, d) (F = [F_v, −F_v] for (C)).
+
+        (Through X and D instead it costs 4·n·P·d flops and (n, P) temporaries: at n = 36631, P·d = 1500 that is
+        about 50 times the Gram's 2·(P·d)².)"""
+        col = self.col
+        Aq = (self.gram @ q.reshape(-1)).view(col.P, col.d)
+        return torch.cat([Aq, -Aq]) if col.relu else Aq
 
     def solve(self, r: torch.Tensor, refine: int = 1) -> torch.Tensor:
         """(FᵀΛF + blockdiag S)⁻¹ r, with ``refine`` steps of iterative refinement."""
@@ -1139,20 +1182,15 @@ class _IPMSystem:
         return torch.linalg.solve_triangular(L.mT, z, upper=True)[:, :, 0]
 
     def _solve(self, r: torch.Tensor) -> torch.Tensor:
-        col, X, P, d = self.col, self.col.X, self.col.P, self.col.d
+        col, P, d = self.col, self.col.P, self.col.d
         Sr = self._block_solve(r)
         if self.mode == "n":
-            FSr = (col.Dm * (Sr @ X.T)).sum(0)
-            wv = self.sl * self.LK.solve((self.sl * FSr)[:, None])[:, 0]
-            return Sr - self._block_solve((col.Dm * wv[None, :]) @ X)
+            wv = self.sl * self.LK.solve((self.sl * col.pred(Sr))[:, None])[:, 0]  # (F S⁻¹ r = pred(S⁻¹ r))
+            return Sr - self._block_solve(col.block_grad(wv))
         u = Sr[:P] - Sr[P:] if col.relu else Sr
         rhs = self._block_solve(u, self.LM)  # M⁻¹ u
         q = self.LK.solve(rhs.reshape(P * d, 1))[:, 0]
-        Dn = col.pb.D
-        Fq = operators.forward(X, Dn, q.view(P, d, 1))  # F_v q = Σ_i D_i X q_i, (n, 1)
-        Aq = operators.adjoint(X, Dn, self.lam[:, None] * Fq)[:, :, 0]  # F_vᵀ Λ F_v q, (P, d)
-        AqAll = torch.cat([Aq, -Aq]) if col.relu else Aq
-        return Sr - self._block_solve(AqAll)
+        return Sr - self._block_solve(self._gram_apply(q.view(P, d)))  # FᵀΛF_v q
 
 
 def _pattern_gram(X: torch.Tensor, D: torch.Tensor, lam: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
@@ -1188,28 +1226,55 @@ def _pattern_gram(X: torch.Tensor, D: torch.Tensor, lam: torch.Tensor, chunk: in
     return K.view(P * d, P * d)
 
 
-def _outer_rows(X: torch.Tensor, limit: int = 50_000_000) -> torch.Tensor | None:
-    """The rows' outer products x_r x_rᵀ as an (n, d²) matrix, or None when n·d² > ``limit``."""
+# entries of the rows' packed outer products kept for the interior-point methods (:func:`_outer_rows`: 800 MB in
+# float64), and of one row chunk of them where they are not kept (:func:`_weighted_grams`)
+OUTER_ROWS_LIMIT = 100_000_000
+OUTER_ROWS_CHUNK = 20_000_000
+
+
+def _packed_outer(X: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The upper triangles (i ≤ j, row-major as ``torch.triu_indices``) of the rows' outer products x_r x_rᵀ,
+    (n, d(d+1)/2): the symmetric half of Gᵀ diag(w) G, which :func:`_weighted_grams` forms as a product with
+    them (half the flops and memory of all d² entries)."""
+    d = X.shape[1]
+    i, j = torch.triu_indices(d, d, device=X.device)
+    return torch.mul(X[:, i], X[:, j], out=out)
+
+
+def _outer_rows(X: torch.Tensor, limit: int = OUTER_ROWS_LIMIT) -> torch.Tensor | None:
+    """The rows' packed outer products (:func:`_packed_outer`), (n, d(d+1)/2), formed in row chunks (each
+    gathers two arrays of its size), or None when they have more than ``limit`` entries."""
     n, d = X.shape
-    if n * d * d > limit:
+    T = d * (d + 1) // 2
+    if n * T > limit:
         return None
-    return (X[:, :, None] * X[:, None, :]).reshape(n, d * d)
+    XX = X.new_empty((n, T))
+    step = max(1, OUTER_ROWS_CHUNK // T)
+    for r in range(0, n, step):
+        _packed_outer(X[r:r + step], out=XX[r:r + step])
+    return XX
 
 
 def _weighted_grams(X: torch.Tensor, XX: torch.Tensor | None, Wt: torch.Tensor,
-                    limit: int = 50_000_000) -> torch.Tensor:
-    """Xᵀ diag(w_b) X for every row w_b of Wt (B, n): (B, d, d). One (B, n)·(n, d²) product with the
-    precomputed outer products ``XX`` (:func:`_outer_rows`); without them the same product in row chunks
-    whose outer products have at most ``limit`` entries. (A batched (B, d, n)·(n, d) product instead would
-    build a B·d·n temporary: 150 GiB at n = 10⁶, d = 101, B = 200.)"""
+                    chunk: int = OUTER_ROWS_CHUNK) -> torch.Tensor:
+    """Xᵀ diag(w_b) X for every row w_b of Wt (B, n): (B, d, d). Their upper triangles by one (B, n)·(n, d(d+1)/2)
+    product with the packed outer products ``XX`` (:func:`_outer_rows`); without them the same product in row
+    chunks whose outer products have at most ``chunk`` entries; then mirrored. (A batched (B, d, n)·(n, d)
+    product instead would build a B·d·n temporary: 150 GiB at n = 10⁶, d = 101, B = 200.)"""
     n, d = X.shape
+    T = d * (d + 1) // 2
     if XX is not None:
-        return (Wt @ XX).view(-1, d, d)
-    step = max(1, limit // (d * d))
-    out = Wt.new_zeros((Wt.shape[0], d * d))
-    for i in range(0, n, step):
-        out += Wt[:, i:i + step] @ (X[i:i + step, :, None] * X[i:i + step, None, :]).reshape(-1, d * d)
-    return out.view(-1, d, d)
+        packed = Wt @ XX
+    else:
+        step = max(1, chunk // T)
+        packed = Wt.new_zeros((Wt.shape[0], T))
+        for r in range(0, n, step):
+            packed.addmm_(Wt[:, r:r + step], _packed_outer(X[r:r + step]))
+    i, j = torch.triu_indices(d, d, device=X.device)
+    out = Wt.new_empty((Wt.shape[0], d, d))
+    out[:, i, j] = packed
+    out[:, j, i] = packed
+    return out
 
 
 def _norm_barrier_hessian(xh: torch.Tensor, c: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -1226,16 +1291,54 @@ def _norm_barrier_hessian(xh: torch.Tensor, c: torch.Tensor, w: torch.Tensor) ->
     return S.baddbmm_(xr[:, :, None], xr[:, None, :], alpha=-1.0)
 
 
-def _max_step(v: torch.Tensor, dv: torch.Tensor) -> float:
+def _max_step(v: torch.Tensor, dv: torch.Tensor, out: torch.Tensor | None = None) -> float:
     """Largest step in [0, 1] with v + step·dv ≥ 0, for v > 0: 1 / max(1, max_j (−dv_j / v_j)).
 
-    (One quotient array, not the five temporaries of a masked ratio v/(−dv): on the interior-point method's
-    (2P, n) slacks and multipliers at n = 36631 that was 0.18 s a call, most of it page faults of fresh arrays.)"""
-    worst = float(torch.amax(torch.div(dv, v).neg_()))
+    (One quotient array, in ``out`` if given, not the five temporaries of a masked ratio v/(−dv): on the
+    interior-point method's (2P, n) slacks and multipliers at n = 36631 that was 0.18 s a call, most of it page
+    faults of fresh arrays.)"""
+    worst = float(torch.amax(torch.div(dv, v, out=out).neg_()))
     if math.isnan(worst):  # a zero v (not an interior point): the masked ratio
         ratio = torch.where(dv < 0, v / (-dv).clamp(min=1e-300), torch.ones_like(v))
         return min(1.0, float(ratio.min()))
     return 1.0 if worst <= 1.0 else 1.0 / worst
+
+
+class _Scratch:
+    """Reusable arrays of one shape (the interior-point method's (nb, n) slacks, multipliers, directions and
+    temporaries) for the length of one run.
+
+    :meth:`take` hands out an array that nothing else refers to (no other Python reference, no view of its
+    storage), else a new one: the arrays kept by the caller (the best iterate's s and μ) stay untouched, and
+    the number held is the largest number alive at once. Why: a fresh (nb, n) float64 array at n = 36631
+    (59 MB) is mapped anew by the C allocator and costs 25 ms of page faults on the 2-core machine against 6.7 ms
+    for an addition into an existing one; the interior-point iteration formed about twenty.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> None:
+        self.shape, self.dtype, self.device = shape, dtype, device
+        # arrays[0] is never handed out: referred to by the list alone, it gives the reference counts that a free
+        # array shows to take() (counted, not assumed: the interpreter may borrow references, Python 3.14 does)
+        self.arrays: list[torch.Tensor] = [torch.empty(1, dtype=dtype, device=device)]
+
+    @staticmethod
+    def _counts(a: torch.Tensor) -> tuple[int, int]:
+        """(Python references, users of the storage: views add theirs)."""
+        use_count = getattr(torch._C, "_storage_Use_Count", None)
+        return sys.getrefcount(a), (use_count(a.untyped_storage()._cdata) if use_count is not None else 0)
+
+    def take(self) -> torch.Tensor:
+        """An array of the shape whose values are to be overwritten."""
+        free = None
+        for a in self.arrays:
+            counts = self._counts(a)
+            if free is None:
+                free = counts
+            elif counts[0] <= free[0] and counts[1] <= free[1]:
+                return a
+        a = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+        self.arrays.append(a)
+        return a
 
 
 def _loss_dual_repair(col: _Column, lam: torch.Tensor, R: torch.Tensor, near: float = 1e-4) -> torch.Tensor:
@@ -1266,31 +1369,26 @@ def _relu_dual_bound(col: _Column, lam: torch.Tensor, mu: torch.Tensor, steps: i
     """The certificate's lower bound for one column of (C) at loss-dual candidate Λ (n,) and cone
     multipliers μ (nb, n): Λ projected on dom L*, r_b = ‖c_b − G_bᵀμ_b‖ (c_b = s_b Xᵀ D_i Λ), then
     −L*(s Λ) with s = min(1, α / max_b r_b) — exactly :func:`certificates.dual_value_relu`. Before that,
-    ``steps`` accelerated projected-gradient steps on ½‖c_b − G_bᵀμ_b‖² (step 1/``Lx``, Lx = ‖X‖₂²) for
-    the blocks with r_b > α; after it, where some r_b > α, the same bound at the repaired Λ of
-    :func:`_loss_dual_repair`, if higher. Returns (bound, the μ used, the Λ used)."""
+    ``steps`` accelerated projected-gradient steps on ½‖c_b − G_bᵀμ_b‖² (step 1/``Lx``, Lx = ‖X‖₂²; those of
+    :func:`_nnls`, each block's best iterate kept where it lowers r_b) for the blocks with r_b > α; after it,
+    where some r_b > α, the same bound at the repaired Λ of :func:`_loss_dual_repair`, if higher. Returns
+    (bound, the μ used, the Λ used)."""
     y = col.y[:, None]
     lam = losses.project_dual(col.loss, lam[:, None], y)[:, 0]
     c = col.block_grad(lam)
     mu = torch.clamp(mu, min=0.0)
-    Gmu = (col.Sg * mu) @ col.X  # G_bᵀμ_b per block (nb, d)
+    Gmu = torch.mul(col.Sg, mu) @ col.X  # G_bᵀμ_b per block (nb, d)
     res = torch.linalg.vector_norm(c - Gmu, dim=1)
     bad = torch.nonzero(res > col.alpha)[:, 0]
     if steps > 0 and bad.numel() > 0:
-        Lx = float(torch.linalg.matrix_norm(col.X, ord=2)) ** 2 if Lx is None else Lx
-        Mb, Sb, cb = mu[bad], col.Sg[bad], c[bad]
-        Yb, tk = Mb.clone(), 1.0
-        for _ in range(steps):
-            Rb = cb - (Sb * Yb) @ col.X
-            Mn = torch.clamp(Yb + (Sb * (Rb @ col.X.T)) / Lx, min=0.0)
-            tn = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * tk * tk))
-            Yb, Mb, tk = Mn + ((tk - 1.0) / tn) * (Mn - Mb), Mn, tn
-        Gb = (Sb * Mb) @ col.X
-        rb = torch.linalg.vector_norm(cb - Gb, dim=1)
+        # (the batched projected gradient of :func:`_nnls`, from μ_b: it keeps the best iterate of each block)
+        Mb, rb = _nnls(col, bad.tolist(), c[bad], method="pg", max_iter=steps, mu0=mu[bad], Lx=Lx)
         keep = rb < res[bad]
-        better = bad[keep]
-        mu, Gmu, res = mu.clone(), Gmu.clone(), res.clone()
-        mu[better], Gmu[better], res[better] = Mb[keep], Gb[keep], rb[keep]
+        if bool(keep.any()):
+            better = bad[keep]
+            mu, Gmu, res = mu.clone(), Gmu.clone(), res.clone()
+            mu[better], res[better] = Mb[keep], rb[keep]
+            Gmu[better] = torch.mul(col.Sg[better], mu[better]) @ col.X
 
     def scaled_bound(lam: torch.Tensor, res: torch.Tensor) -> tuple[float, float]:
         s = min(1.0, col.alpha / max(float(res.max()), 1e-300))
@@ -1414,28 +1512,28 @@ class _NormCones:
 
 def _ipm_direction(system: _IPMSystem, col: _Column, rd: torch.Tensor, rp: torch.Tensor, s: torch.Tensor,
                    mu: torch.Tensor, F2: torch.Tensor, cones: _NormCones, r: tuple[torch.Tensor, torch.Tensor],
-                   refine: int) -> tuple[torch.Tensor, ...]:
+                   refine: int, scratch: _Scratch) -> tuple[torch.Tensor, ...]:
     """The interior-point Newton direction (dx (nb, d), ds, dμ (nb, n), dt (nb,), dz (nb, d)) of
     H dx − Gᵀdμ − dz = −rd,  G dx − ds = −rp,  μ ds + s dμ = −F2,  λ̂ ∘ (W dv + W⁻¹du) = r  (u = (t, x),
     v = (α, z), dλ = 0; see :class:`_NormCones`), with the factored H of ``system`` (``refine`` steps of
-    iterative refinement)."""
+    iterative refinement); ds and dμ in arrays of ``scratch``."""
     extra, sol = cones.rhs(r)
-    # in place on one fresh (nb, n) array per quantity: at n = 36631 each new (nb, n) temporary costs more in page
-    # faults than its arithmetic
-    g = torch.addcmul(F2, mu, rp).div_(s).mul_(col.Sg)  # Gᵀ applied below: Sg ⊙ (F2 + μ ⊙ rp)/s
+    # in place, in two arrays of the scratch: at n = 36631 a new (nb, n) array costs more in page faults than
+    # its arithmetic
+    g = torch.addcmul(F2, mu, rp, out=scratch.take()).div_(s).mul_(col.Sg)  # Gᵀ applied below: Sg ⊙ (F2 + μ ⊙ rp)/s
     dx = system.solve(extra - rd - g @ col.X, refine=refine)
     ds = torch.matmul(dx, col.X.T, out=g).mul_(col.Sg).add_(rp)  # G dx + rp, in g's array
     dt, dz = cones.back(sol, dx)
-    return dx, ds, torch.addcmul(F2, mu, ds).div_(s).neg_(), dt, dz
+    return dx, ds, torch.addcmul(F2, mu, ds, out=scratch.take()).div_(s).neg_(), dt, dz
 
 
 def _ipm_steps(s: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, x: torch.Tensor, z: torch.Tensor,
-               cones: _NormCones, d: tuple[torch.Tensor, ...]) -> tuple[float, float]:
+               cones: _NormCones, d: tuple[torch.Tensor, ...], scratch: _Scratch) -> tuple[float, float]:
     """The largest primal and dual steps ≤ 1 along d = (dx, ds, dμ, dt, dz) that keep s, μ ≥ 0, (t, x) ∈ K and
-    (α, z) ∈ K."""
+    (α, z) ∈ K (the quotients in an array of ``scratch``)."""
     dx, ds, dmu, dt, dz = d
     kp, kd = cones.steps(t, x, z, dt, dx, dz)
-    return min(_max_step(s, ds), kp), min(_max_step(mu, dmu), kd)
+    return min(_max_step(s, ds, scratch.take()), kp), min(_max_step(mu, dmu, scratch.take()), kd)
 
 
 def _report(progress: Callable[[dict], None] | None, column: int, iteration: int, cert: tuple[float, float],
@@ -1499,10 +1597,11 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
     dt = X.dtype
     m = nb * n
     if correctors is None:
-        costly = ipm_cost(n, d, col.P, col.relu)[0] >= IPM_CORRECTOR_FLOPS
+        costly = ipm_cost(n, d, col.P, col.relu, loss == "squared")[0] >= IPM_CORRECTOR_FLOPS
         correctors = IPM_CORRECTORS if costly and loss == "squared" else 1
-    XX = _outer_rows(X)  # (n, d²) rows x_r x_rᵀ: Gᵀ diag(w) G = (w @ XX) per block
+    XX = _outer_rows(X)  # (n, d(d+1)/2) rows x_r x_rᵀ, packed: Gᵀ diag(w) G from w @ XX per block
     workspace: dict = {}  # the Newton systems' array, reused from iteration to iteration (_IPMSystem)
+    scratch = _Scratch((nb, n), dt, X.device)
     # --- starting point
     x = _gate_start(col, beta)
     s = torch.clamp(col.slack(x), min=1e-8 * beta * math.sqrt(d))
@@ -1572,33 +1671,35 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
                 certify(x, mu, s)
             break
         info.ipm_iterations += 1
-        # (the (nb, n) arrays below are formed in place where they can be: at n = 36631 a fresh one costs more in
-        # page faults than its arithmetic)
+        # (the (nb, n) arrays below are formed in the scratch's arrays or in place: at n = 36631 a fresh one costs
+        # more in page faults than its arithmetic)
         a = col.pred(x)
-        rp = col.slack(x).sub_(s)  # G x − s
+        rp = col.slack(x, out=scratch.take()).sub_(s)  # G x − s
         mbar = complementarity() / (m + nb)
         c = col.block_grad(_loss_grad(loss, a, y))
         cones = _NormCones(t, x, z, alpha)
         S = cones.block()
-        S += _weighted_grams(X, XX, torch.div(mu, s))  # + Gᵀ diag(μ/s) G per block
+        S += _weighted_grams(X, XX, torch.div(mu, s, out=scratch.take()))  # + Gᵀ diag(μ/s) G per block
         system = _IPMSystem(col, S, _loss_hess(loss, a, y), workspace, constant_lam=loss == "squared")
         if not system.ok:
             info.notes.append("ipm: Newton system not positive definite")
             break
         t0 = info.tick("ipm factor", t0)
-        rd = c - z - (col.Sg * mu) @ X  # dual residual
+        rd = c - z - torch.mul(col.Sg, mu, out=scratch.take()) @ X  # dual residual
         # predictor (affine; no iterative refinement: it only sets σ and the second-order term), then corrector
-        aff = _ipm_direction(system, col, rd, rp, s, mu, s * mu, cones, cones.target(0.0), refine=0)
-        ap, ad = _ipm_steps(s, mu, t, x, z, cones, aff)
+        aff = _ipm_direction(system, col, rd, rp, s, mu, torch.mul(s, mu, out=scratch.take()), cones,
+                             cones.target(0.0), refine=0, scratch=scratch)
+        ap, ad = _ipm_steps(s, mu, t, x, z, cones, aff, scratch)
         dxa, dsa, dmua, dta, dza = aff
-        maff = (float(torch.vdot(torch.add(s, dsa, alpha=ap).flatten(), torch.add(mu, dmua, alpha=ad).flatten()))
+        maff = (float(torch.vdot(torch.add(s, dsa, alpha=ap, out=scratch.take()).flatten(),
+                                 torch.add(mu, dmua, alpha=ad, out=scratch.take()).flatten()))
                 + float(_NormCones.products(t + ap * dta, x + ap * dxa, z + ad * dza, alpha).sum())) / (m + nb)
         sigma = min(1.0, (maff / max(mbar, 1e-300)) ** 3)
-        F2 = torch.mul(dsa, dmua).addcmul_(s, mu).sub_(sigma * mbar)
+        F2 = torch.mul(dsa, dmua, out=scratch.take()).addcmul_(s, mu).sub_(sigma * mbar)
         del aff, dsa, dmua  # (their arrays go back before the next directions are formed)
         r = cones.target(sigma * mbar, (dta, dxa, dza))
-        step = _ipm_direction(system, col, rd, rp, s, mu, F2, cones, r, refine=1)
-        ap, ad = _ipm_steps(s, mu, t, x, z, cones, step)
+        step = _ipm_direction(system, col, rd, rp, s, mu, F2, cones, r, refine=1, scratch=scratch)
+        ap, ad = _ipm_steps(s, mu, t, x, z, cones, step, scratch)
         for _ in range(correctors):
             # Gondzio's centrality corrector: at the trial point of a longer step (1.5 α + 0.1), push the
             # complementarity products μ_j s_j, and the eigenvalues of the cones' scaled products, back into
@@ -1606,12 +1707,14 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
             # shorter of the two steps
             tgt = sigma * mbar
             tp, td = min(1.0, 1.5 * ap + 0.1), min(1.0, 1.5 * ad + 0.1)
-            v = torch.add(s, step[1], alpha=tp).mul_(torch.add(mu, step[2], alpha=td))
-            F2c = torch.clamp(v, min=0.1 * tgt, max=10.0 * tgt).sub_(v).clamp_(min=-10.0 * tgt).neg_().add_(F2)
+            v = torch.add(s, step[1], alpha=tp, out=scratch.take())
+            v.mul_(torch.add(mu, step[2], alpha=td, out=scratch.take()))
+            F2c = torch.clamp(v, min=0.1 * tgt, max=10.0 * tgt, out=scratch.take()).sub_(v)
+            F2c.clamp_(min=-10.0 * tgt).neg_().add_(F2)
             del v
             rc = cones.centred(r, step, tp, td, tgt)
-            stepc = _ipm_direction(system, col, rd, rp, s, mu, F2c, cones, rc, refine=1)
-            apc, adc = _ipm_steps(s, mu, t, x, z, cones, stepc)
+            stepc = _ipm_direction(system, col, rd, rp, s, mu, F2c, cones, rc, refine=1, scratch=scratch)
+            apc, adc = _ipm_steps(s, mu, t, x, z, cones, stepc, scratch)
             if min(apc, adc) < 1.01 * min(ap, ad):
                 break
             step, ap, ad, F2, r = stepc, apc, adc, F2c, rc
@@ -1621,8 +1724,9 @@ def _ipm(col: _Column, info: PolishInfo, gap_tol: float = 1e-5, max_iter: int = 
             st, sd = eta_step * ap, eta_step * ad
         else:
             st = sd = eta_step * min(ap, ad)
-        x, s, t = x + st * dx, torch.add(s, ds, alpha=st), t + st * dt
-        mu, z = torch.add(mu, dmu, alpha=sd), z + sd * dz
+        # into arrays of the scratch: those of the best certified iterate's s and μ are not handed out
+        x, s, t = x + st * dx, torch.add(s, ds, alpha=st, out=scratch.take()), t + st * dt
+        mu, z = torch.add(mu, dmu, alpha=sd, out=scratch.take()), z + sd * dz
         del step, ds, dmu
         t0 = info.tick("ipm solve", t0)
         if st < 1e-10:
@@ -2545,7 +2649,7 @@ def polish(
     if relu and W is None:
         raise ValueError("kind='relu' needs both V and W")
     # the interior-point / barrier method's cost, estimated before anything is allocated
-    ipm_flops, ipm_bytes = ipm_cost(pb.n, pb.d, pb.P, relu)
+    ipm_flops, ipm_bytes = ipm_cost(pb.n, pb.d, pb.P, relu, pb.loss == "squared")
     ipm_size = (f"one interior-point iteration would take ≈ {ipm_flops:.1e} flops and {_gib(ipm_bytes)} "
                 f"(n = {pb.n}, d = {pb.d}, P = {pb.P})")
     if method == "ipm" and ipm_bytes > memory_limit:
