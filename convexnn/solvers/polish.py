@@ -1068,7 +1068,7 @@ class _IPMSystem:
             v and w cancel) and one n×n Cholesky factor of  I + Λ^½ F S⁻¹ Fᵀ Λ^½;
       "pd"  (P·d < n) the prediction depends on q = x_v − x_w only: (M⁻¹ + F_vᵀΛF_v) q = M⁻¹(S_v⁻¹r_v −
             S_w⁻¹r_w), then x_v = S_v⁻¹(r_v − F_vᵀΛF_v q), x_w = S_w⁻¹(r_w + F_vᵀΛF_v q): one (P·d)² factor
-            (F_vᵀΛF_v by :func:`_pattern_gram`; F_v itself is never formed, only applied through X and D).
+            (F_vᵀΛF_v by :func:`_pattern_gram`, without forming F_v; the solves apply it through that Gram).
     (For (G) the same with M = S⁻¹ and no w-blocks.)
     ``workspace``: a dict that keeps the "n" mode's (n, P·d) array from one iteration's system to the next (a
     method passes the same one to each of its systems; a system does not use it once built), and with
@@ -1117,7 +1117,6 @@ class _IPMSystem:
                 return K
         else:
             self.LM = LM
-            self.gram = None
             Minv = torch.cholesky_inverse(LM)  # (P, d, d)
             ip = torch.arange(P, device=Minv.device)
 
@@ -1321,11 +1320,13 @@ class _Scratch:
         # array shows to take() (counted, not assumed: the interpreter may borrow references, Python 3.14 does)
         self.arrays: list[torch.Tensor] = [torch.empty(1, dtype=dtype, device=device)]
 
-    @staticmethod
-    def _counts(a: torch.Tensor) -> tuple[int, int]:
+    # torch's count of a storage's users (a private function: without it views go uncounted)
+    _use_count = staticmethod(getattr(torch._C, "_storage_Use_Count", lambda cdata: 0))
+
+    @classmethod
+    def _counts(cls, a: torch.Tensor) -> tuple[int, int]:
         """(Python references, users of the storage: views add theirs)."""
-        use_count = getattr(torch._C, "_storage_Use_Count", None)
-        return sys.getrefcount(a), (use_count(a.untyped_storage()._cdata) if use_count is not None else 0)
+        return sys.getrefcount(a), cls._use_count(a.untyped_storage()._cdata)
 
     def take(self) -> torch.Tensor:
         """An array of the shape whose values are to be overwritten."""
