@@ -547,6 +547,25 @@ def test_ipm_with_gap_target_against_cvxpy(breast_cancer, loss):
     assert cert.primal == pytest.approx(float(pb.objective(V, W).sum()), rel=1e-12)
 
 
+def test_active_set_stopped_short_but_certified_meets_the_gap_target(breast_cancer):
+    """An active-set run that ends short of the KKT tolerance (here: its Newton budget) at a point already certified
+    to ``gap_target`` is the column's result, with no restart: converged, and its certificate sound against
+    CVXPY + Clarabel."""
+    pb = _small_relu(breast_cancer, "squared", 150, 12)
+    opt = _cvxpy_optimum(pb)
+    zero = pb.zeros()
+    V, W, cert, info = polish(pb, zero, zero.clone(), method="ipm", gap_target=1e-4, ipm_max_iter=10, max_newton=4,
+                              return_info=True)
+    assert info.ipm_gap > 1e-4  # the interior-point method stopped above the target: the active-set phase ran
+    assert any(note.startswith("active-set: stopped short, at a point certified") for note in info.notes)
+    assert info.method == "ipm+active-set" and info.converged
+    assert info.newton_iterations <= 4  # one start, not two
+    assert cert.relative_gap <= 1e-4
+    assert cert.dual <= opt + 1e-9 * abs(opt) and cert.primal >= opt - 1e-9 * abs(opt)
+    assert float(operators.cone(pb.X, pb.D, V).min()) >= 0.0
+    assert float(operators.cone(pb.X, pb.D, W).min()) >= 0.0
+
+
 def test_ipm_with_centrality_correctors_against_cvxpy(breast_cancer):
     """The interior-point method with and without Gondzio's centrality correctors (the default: two for the
     squared loss on costly iterations, one elsewhere): both certify the CVXPY + Clarabel optimum; the certificate
