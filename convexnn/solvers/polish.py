@@ -2815,6 +2815,15 @@ def polish(
             # set: segmentation raw, 7 columns: 715 → 131 Newton steps), and if it fails from there, from the
             # best certified one (on degenerate vertices, tic-tac-toe raw, the later point can stall Newton)
             starts = [(xl, mul)] if xl is xi else [(xl, mul), (xi, mui)]
+            gaps: list[tuple[_ActiveSet, float]] = []  # the certified gaps of the runs' points, each formed once
+
+            def gap_of(run: _ActiveSet) -> float:
+                for known, g in gaps:
+                    if known is run:
+                        return g
+                gaps.append((run, _column_gap(col, run.x, run.multipliers_dense(), nnls_method)))
+                return gaps[-1][1]
+
             for j, (xs, ms) in enumerate(starts if not certified else []):
                 if deadline.passed():
                     break
@@ -2832,7 +2841,7 @@ def polish(
                     # tangential step is below rounding) at a point that may already meet the caller's gap: then
                     # that is this column's result, not a restart (breast cancer raw: a restart from the best
                     # certified iterate took 176 more Newton steps, 4 s, to a point certified no better)
-                    g_a = _column_gap(col, attempt.x, attempt.multipliers_dense(), nnls_method)
+                    g_a = gap_of(attempt)
                     if g_a <= gap_target:
                         info.notes.append(f"active-set: stopped short, at a point certified to {g_a:.1e} "
                                           f"≤ {gap_target:.1e}")
@@ -2844,8 +2853,7 @@ def polish(
             if solver2 is not None:
                 if preferred(solver2, ok, solver):
                     solver = solver2
-                if not ok and lami is not None and _column_gap(col, solver.x, solver.multipliers_dense(),
-                                                               nnls_method) >= gi:
+                if not ok and lami is not None and gap_of(solver) >= gi:
                     # the active-set phase stopped short (budget, time, too many changes) at a point less well
                     # certified than the interior-point one: keep that (seen on unscaled targets, where a
                     # poor working-set guess sent it to a point 1% worse with no usable multipliers)
