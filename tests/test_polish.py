@@ -281,7 +281,8 @@ def test_hinge_ipm_direction_solves_the_unreduced_newton_system(breast_cancer):
     rd, rxi, re, F0, F1 = _normal(g, nb, d), _normal(g, n) / n, _normal(g, n), _normal(g, n) / n, _normal(g, n) / n
     r = (_normal(g, nb), _normal(g, nb, d))
     (dx, dt, dz, dxi, de, dpi0, dpi1, ds, dmu), ap, ad = PL._hinge_ipm_direction(
-        system, col, (x, t, z, xi, e, pi0, pi1, s, mu), (rd, rxi, re, rp), om, (Fc, F0, F1), cones, r, refine=2)
+        system, col, (x, t, z, xi, e, pi0, pi1, s, mu), (rd, rxi, re, rp), om, (Fc, F0, F1), cones, r, refine=2,
+        scratch=PL._Scratch(s.shape, s.dtype, s.device))
     y = col.y
     lhs = -col.block_grad(y * dpi1) - (col.Sg * dmu) @ col.X - dz
     comp = _scaled_complementarity(cones, dt, dx, dz)
@@ -309,6 +310,29 @@ def test_hinge_ipm_certifies_a_bracket_of_the_optimum(breast_cancer):
     assert dual <= opt * (1 + 1e-6) and prim >= opt * (1 - 1e-6)
     assert 0.0 <= float(u.min()) and float(u.max()) <= 1.0 / pb.n
     assert info.ipm_iterations < 60
+
+
+def test_hinge_ipm_goes_on_past_max_iter_while_on_course(breast_cancer):
+    """Past max_iter the hinge interior-point method goes on (up to long_iter) only while its complementarity falls
+    fast enough to reach gap_tol by long_iter: then it ends where the uncapped run ends; cut at max_iter, or with a
+    long_iter too close, it stops there (with a note) before certifying anything."""
+    PL = sys.modules["convexnn.solvers.polish"]
+    pb = _hinge_problem(breast_cancer, "relu", 150, 8)
+
+    def run(**kw):
+        info = PL.PolishInfo()
+        out = PL._hinge_ipm(PL._Column(pb, 0), info, gap_tol=1e-3, **kw)
+        return out, info
+
+    (x, _, _, prim, dual), info = run(max_iter=100)
+    assert (prim - dual) / prim <= 1e-3 and 15 < info.ipm_iterations < 60
+    (x2, _, _, prim2, dual2), info2 = run(max_iter=15, long_iter=100)
+    assert info2.ipm_iterations == info.ipm_iterations
+    assert (prim2, dual2) == (prim, dual) and torch.equal(x2, x)
+    for kw in ({"max_iter": 15}, {"max_iter": 15, "long_iter": 16}):
+        (_, _, _, prim3, _), info3 = run(**kw)
+        assert info3.ipm_iterations == 15 and prim3 == math.inf
+    assert any("hinge ipm: stopped at iteration 15, its complementarity not on course" in s for s in info3.notes)
 
 
 def test_hinge_barrier_from_the_gates_when_the_ipm_start_fails(breast_cancer, monkeypatch):
