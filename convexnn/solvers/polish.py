@@ -140,7 +140,7 @@ def ipm_cost(n: int, d: int, P: int, relu: bool = True, constant_lam: bool = Fal
         gram_flops, gram_elems = float(n) * n * pd, n * pd + n * n
     else:
         npair = P * (P + 1) // 2  # _pattern_gram's pair weights of a row chunk
-        gram_elems = 2.0 * pd * pd + max(1, min(4096, n, 2 ** 24 // npair)) * npair
+        gram_elems = 2.0 * pd * pd + _pattern_gram_rows(n, P) * npair
         gram_flops = n * float(pd) * pd / 2
     lo = min(n, pd)
     flops = gram_flops + lo ** 3 / 3 + nb * (2.0 * n * d * d + 2.0 * d ** 3) + 8.0 * nb * n * d
@@ -1195,14 +1195,24 @@ class _IPMSystem:
         return Sr - self._block_solve(self._gram_apply(q.view(P, d)))  # FᵀΛF_v q
 
 
+# the most entries of :func:`_pattern_gram`'s pair weights of one row chunk
+PATTERN_GRAM_ENTRIES = 2 ** 24
+
+
+def _pattern_gram_rows(n: int, P: int, chunk: int = 4096) -> int:
+    """Rows per chunk of :func:`_pattern_gram` (n rows, P patterns): at most ``chunk``, and fewer where the
+    chunk's P(P+1)/2 pair weights would pass :data:`PATTERN_GRAM_ENTRIES` entries."""
+    return max(1, min(chunk, n, PATTERN_GRAM_ENTRIES // (P * (P + 1) // 2)))
+
+
 def _pattern_gram(X: torch.Tensor, D: torch.Tensor, lam: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """F_vᵀ diag(λ) F_v for F_v = [D_1 X … D_P X] (n, P·d), as a full symmetric (P·d, P·d) matrix.
 
     Block (i, j) is Xᵀ diag(λ ⊙ d_i ⊙ d_j) X = Σ_r λ_r d_ri d_rj x_r x_rᵀ: a product of the (P(P+1)/2, n)
     weights of the pattern pairs i ≤ j with the (n, d(d+1)/2) products x_ra x_rb of the column pairs a ≤ b.
     Both symmetries are used, so this takes 2·n·P(P+1)/2·d(d+1)/2 ≈ n(P·d)²/2 flops, half of a ``syrk`` of
-    F_v (which only uses the symmetry of the whole matrix); rows go in chunks of at most ``chunk`` (fewer where
-    the pair weights would pass 2²⁴ entries), so no n × P·d array is formed.
+    F_v (which only uses the symmetry of the whole matrix); rows go in chunks (:func:`_pattern_gram_rows`), so no
+    n × P·d array is formed.
 
     The pair weights are formed pattern-major, one contiguous row slice per pattern i, in one array reused by every
     chunk. (Row-major, in a fresh array per chunk, their strided products and page faults took longer than the
@@ -1218,7 +1228,7 @@ def _pattern_gram(X: torch.Tensor, D: torch.Tensor, lam: torch.Tensor, chunk: in
     start = [0]
     for i in range(P):  # pairs (i, j ≥ i) are rows start[i] … start[i] + P − i − 1 (triu_indices' order)
         start.append(start[-1] + P - i)
-    c = max(1, min(chunk, n, 2 ** 24 // npair))
+    c = _pattern_gram_rows(n, P, chunk)
     W = X.new_empty((npair, c))  # λ d_i d_j per pattern pair (rows) and sample (columns) of a chunk
     XXc = X.new_empty((c, au.numel()))
     for r0 in range(0, n, c):
