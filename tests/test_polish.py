@@ -15,6 +15,7 @@ import time
 
 import pytest
 import torch
+from sklearn.datasets import load_breast_cancer
 
 from convexnn.ops import certificates, operators, soc
 from convexnn.ops.patterns import add_intercept, patterns_from_gates, sample_gates
@@ -389,6 +390,26 @@ def test_hinge_stops_at_the_gap_target(breast_cancer):
     assert info.ipm_iterations + info.newton_iterations < info0.ipm_iterations + info0.newton_iterations
 
 
+def test_hinge_barrier_on_raw_features_checks_its_newton_directions(monkeypatch):
+    """Unscaled breast-cancer features (columns 1e-3 to 1e3): near the hinge's kinks the factored Newton solve
+    loses its accuracy, and its direction stops descending (at τ ≈ 3e-7 here). The barrier method counts that as
+    a failed centering (it once counted it as centred, and shrank τ on from a point whose certificate then
+    collapsed); with :meth:`_IPMSystem.solve_checked` solving the whole matrix there, it goes on to a certified
+    point a hundred times better."""
+    PL = sys.modules["convexnn.solvers.polish"]
+    X, y = load_breast_cancer(return_X_y=True)
+    col = PL._Column(_hinge_problem((X, 2.0 * y - 1.0), "relu", 150, 8), 0)
+    x, mu, u, _ = PL._hinge_barrier(col, PL.PolishInfo(), gap_tol=1e-10)
+    checked = PL._hinge_gap(col, x, mu, u)
+    with monkeypatch.context() as m:
+        m.setattr(PL._IPMSystem, "solve_checked", lambda self, r, refine=1: (self.solve(r, refine), 0.0))
+        info = PL.PolishInfo()
+        x, mu, u, _ = PL._hinge_barrier(col, info, gap_tol=1e-10)
+    factored = PL._hinge_gap(col, x, mu, u)
+    assert "hinge barrier: the Newton direction is not a descent direction (rounding)" in info.notes
+    assert factored > 1e-3 and checked < 1e-2 * factored
+
+
 def test_hinge_reduced_newton_by_lu_matches_least_squares(breast_cancer, monkeypatch):
     """The reduced Newton step solves its KKT systems by LU where they are clearly regular, by minimum-norm least
     squares elsewhere: from the same barrier point, least squares throughout reaches the same point."""
@@ -676,6 +697,53 @@ def test_ipm_newton_system_against_dense(breast_cancer, rows, gates):
     assert float((system.solve(r, refine=0) - ref).abs().max()) <= 1e-8 * float(ref.abs().max())
     Hr = (Hd @ r.reshape(-1)).reshape(nb, d)
     assert torch.allclose(system.apply(r), Hr, rtol=1e-12, atol=1e-12 * float(Hr.abs().max()))
+
+
+# mode "n" (n ≤ P·d: its Woodbury form stays about as accurate as a dense solve) and mode "pd" (P·d < n: at
+# Λ ≈ 1e8 the factored solve's residual is about ‖r‖, a dense solve's 2e-6)
+@pytest.mark.parametrize("rows,gates,fails", [(60, 6, False), (300, 4, True)])
+def test_ipm_newton_system_dense_and_checked_solve(breast_cancer, rows, gates, fails):
+    """_IPMSystem.dense is FᵀΛF + blockdiag S formed from F; solve_checked keeps the factored solve where its
+    residual is small, and where the loss curvature Λ dominates S (the hinge barrier near its kinks: Λ ~ 1/(nτ))
+    and the factored form's cancellation leaves a large residual, it solves the whole equilibrated matrix instead,
+    to about the residual of a dense LU solve of the same matrix."""
+    pm = sys.modules["convexnn.solvers.polish"]
+    pb = _small_relu(breast_cancer, "logistic", rows, gates)
+    col = pm._Column(pb, 0)
+    n, d, nb = pb.n, pb.d, col.nb
+    F = torch.cat([col.F(b) for b in range(nb)], dim=1)  # (n, nb·d): a = F vec(x)
+    gen = torch.Generator().manual_seed(1)
+
+    def case(big):
+        A = torch.randn((nb, d, d), generator=gen, dtype=torch.float64)
+        S = A @ A.transpose(1, 2) * 1e-3 + 1e-6 * torch.eye(d, dtype=torch.float64)
+        lam = torch.rand(n, generator=gen, dtype=torch.float64) / n
+        lam[torch.rand(n, generator=gen) < 0.3] *= big
+        system = pm._IPMSystem(col, S, lam)
+        assert system.ok and system.mode == ("n" if n <= pb.P * d else "pd")
+        Hd = F.T @ (lam[:, None] * F) + torch.block_diag(*system.S)
+        r = torch.randn((nb, d), generator=gen, dtype=torch.float64)
+
+        def res(x):
+            return float(torch.linalg.vector_norm(r.reshape(-1) - Hd @ x.reshape(-1)) / torch.linalg.vector_norm(r))
+
+        return system, Hd, r, res
+
+    system, Hd, r, res = case(1.0)  # well conditioned: the factored solve, unchanged
+    assert torch.allclose(system.dense(), Hd, rtol=1e-13, atol=1e-13 * float(Hd.abs().max()))
+    x, rx = system.solve_checked(r, refine=1)
+    assert torch.equal(x, system.solve(r, 1)) and rx <= 1e-10 and res(x) <= 1e-10
+    system, Hd, r, res = case(1e8)
+    assert torch.allclose(system.dense(), Hd, rtol=1e-13, atol=1e-13 * float(Hd.abs().max()))
+    factored = res(system.solve(r, 3))
+    sc = Hd.diagonal().rsqrt()
+    lu = sc * torch.linalg.solve(sc[:, None] * Hd * sc[None, :], sc * r.reshape(-1))
+    assert (factored > 1e3 * res(lu)) == fails
+    x, rx = system.solve_checked(r, refine=3)
+    assert res(x) <= 10.0 * res(lu) and rx <= 10.0 * res(lu)  # (its own residual, through apply)
+    # above dense_max unknowns the factored solve is returned as it is
+    x2, _ = system.solve_checked(r, refine=3, dense_max=nb * d - 1)
+    assert res(x2) == pytest.approx(factored, rel=1e-6)
 
 
 @pytest.mark.parametrize("rows,gates", [(300, 4), (200, 8)])  # n > P·d, and 0.53·P·d < n < P·d

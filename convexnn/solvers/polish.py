@@ -1062,6 +1062,20 @@ class _Chol:
         return torch.cholesky_solve(B, self.L)
 
 
+# the most unknowns (nb·d) for which :meth:`_IPMSystem.solve_checked` factors the whole Newton matrix when the
+# factored forms' direction is inaccurate: (nb·d)³/3 flops, ≈ 1–1.4 s at 3560–4312 on one thread, 8·(nb·d)² bytes.
+# Above DENSE_NEWTON_CHEAP unknowns only a direction with a relative residual above DENSE_NEWTON_BAD is solved again
+# (waveform raw, N = 4312: 135 of 258 directions solved again at 1e-4, 49 s of a 70 s fit that took 21 s without)
+DENSE_NEWTON_MAX = 4500
+DENSE_NEWTON_CHEAP = 2000
+DENSE_NEWTON_BAD = 1e-2
+# ... and the factored direction's relative residual above which it does. bench_defaults --loss hinge, binary
+# tables, one thread, 1e-6 against 1e-4: adult standardised 22 whole-matrix solves (N = 3000, residuals 1e-6–1e-4,
+# 2.5e-5 after them) took its fit from 7 to 21 s, mushroom raw 24 (N = 3828) from 9 to 35 s, for the same results;
+# adult raw, whose one direction there has N = 450, ended at 6.3e-5 against 2.0e-5
+NEWTON_RESIDUAL_TOL = 1e-4
+
+
 class _IPMSystem:
     """The interior-point Newton matrix  FᵀΛF + blockdiag(S_b)  of one iteration, factored.
 
@@ -1172,6 +1186,49 @@ class _IPMSystem:
         for _ in range(refine):
             x = x + self._solve(r - self.apply(x))
         return x
+
+    def dense(self) -> torch.Tensor:
+        """The whole matrix FᵀΛF + blockdiag S, (nb·d, nb·d): for (C) [[Γ + S_v, −Γ], [−Γ, Γ + S_w]] with
+        Γ = F_vᵀΛF_v (:func:`_pattern_gram`), for (G) Γ + S."""
+        col = self.col
+        nb, d = col.nb, col.d
+        gram = self.gram if self.mode == "pd" else _pattern_gram(col.X, col.pb.D, self.lam)
+        K = torch.cat([torch.cat([gram, -gram], 1), torch.cat([-gram, gram], 1)]) if col.relu else gram.clone()
+        ib = torch.arange(nb, device=K.device)
+        K.view(nb, d, nb, d)[ib, :, ib, :] += self.S
+        return K
+
+    def solve_checked(self, r: torch.Tensor, refine: int = 1, tol: float = NEWTON_RESIDUAL_TOL,
+                      dense_max: int = DENSE_NEWTON_MAX) -> tuple[torch.Tensor, float]:
+        """:meth:`solve`, then its relative residual ‖r − K x‖/‖r‖; above ``tol`` (above ``DENSE_NEWTON_BAD`` past
+        ``DENSE_NEWTON_CHEAP`` unknowns), and when the system has at most ``dense_max`` unknowns, the whole matrix
+        (:meth:`dense`) symmetrically equilibrated and factored instead, with ``refine`` steps of refinement.
+        Returns (x, its relative residual): the better of the two.
+
+        (The factored forms go through S_b⁻¹, whose rounding grows with the blocks' condition: on raw features
+        (magic, hinge barrier at τ = 4e-9) their direction's residual was 1e3 × ‖r‖, while the whole matrix's
+        equilibrated condition was 4e13 and its Cholesky factor solved to 1e-9.)"""
+        x = self.solve(r, refine)
+        rn = float(torch.linalg.vector_norm(r))
+        res = float(torch.linalg.vector_norm(r - self.apply(x))) / max(rn, 1e-300)
+        if res <= (tol if r.numel() <= DENSE_NEWTON_CHEAP else max(tol, DENSE_NEWTON_BAD)) or r.numel() > dense_max:
+            return x, res
+        K = self.dense()
+        sc = K.diagonal().clamp(min=1e-300).rsqrt()
+        K.mul_(sc[:, None]).mul_(sc[None, :])
+        L, _, ok = shifted_cholesky(K, (1e-14, 1e-12))
+        del K
+        if not ok:
+            return x, res
+
+        def dense_solve(b: torch.Tensor) -> torch.Tensor:
+            return (sc * torch.cholesky_solve((sc * b.reshape(-1))[:, None], L)[:, 0]).view_as(b)
+
+        z = dense_solve(r)
+        for _ in range(refine):
+            z = z + dense_solve(r - self.apply(z))
+        res_z = float(torch.linalg.vector_norm(r - self.apply(z))) / max(rn, 1e-300)
+        return (z, res_z) if res_z < res else (x, res)
 
     def _block_solve(self, r: torch.Tensor, L: torch.Tensor | None = None) -> torch.Tensor:
         """S_b⁻¹ r_b for every block, r (nb, d), by two batched triangular solves with the factors L_b
@@ -1794,6 +1851,10 @@ def _smooth_hinge(r: torch.Tensor, c: float) -> tuple[torch.Tensor, torch.Tensor
     return val, p, curv
 
 
+# :func:`_hinge_barrier` stops when a centred point certifies this many times worse than its best point
+HINGE_BARRIER_LOST = 1e3
+
+
 def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_iter: int = 200,
                    deadline: _Deadline | None = None, beta: float = 0.3, shrink: float = 0.1, refine: int = 3,
                    cone_weight: float = HINGE_CONE_WEIGHT, finish=None, finish_from: float = 1e-4,
@@ -1808,13 +1869,16 @@ def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_i
     term only for (C), weighted by ``cone_weight``: the duality gap on the central path is τ·(2n + 2nb +
     w·nb·n), and the nb·n cone rows would otherwise dominate it) by Newton's method with a backtracking line
     search (a full step once the Newton decrement is small), then shrinks τ by ``shrink``. Its Newton matrix
-    has the structure of :class:`_IPMSystem` (``refine`` steps of iterative refinement). The dual estimates
+    has the structure of :class:`_IPMSystem`, solved by :meth:`_IPMSystem.solve_checked` (``refine`` steps of
+    iterative refinement; the whole matrix where the factored forms' direction is inaccurate). The dual estimates
     are p = nτ/(ξ − r) (Λ = −p y/n) and μ = wτ/(G x); every outer iteration's point is certified
     (:func:`_hinge_gap`). Rounding stops the method at a relative gap of about 1e-5–1e-6 (the Newton
     matrices' condition grows like 1/τ²). Once the gap is ≤ ``finish_from`` each point is handed to
     ``finish(x, μ, u, τ) → (x', μ', u', gap')`` (the reduced Newton step), and the method stops when that
-    certifies ≤ ``finish_tol``; it also stops at ``gap_tol``, after ``max_iter`` Newton steps or when
-    centering fails (then, for (C), if the best gap is ≤ ``late_finish``, ``finish`` is tried from the best
+    certifies ≤ ``finish_tol``; it also stops at ``gap_tol``, after ``max_iter`` Newton steps, when centering
+    fails (a Newton direction that does not descend counts as failed) or when a centred point certifies
+    ``HINGE_BARRIER_LOST`` times worse than the best (then, for (C), if the best gap is ≤ ``late_finish``,
+    ``finish`` is tried from the best
     point; for (G) that late attempt was measured to gain nothing and is not made). ``start``: (x, τ) to begin
     from (x strictly inside its cones, as :func:`_hinge_ipm`'s points are) instead of the scaled gates at τ = 1/m.
     Returns the best certified (x, μ or None, u = p/n, τ).
@@ -1877,9 +1941,15 @@ def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_i
             if system is None or not system.ok:
                 info.notes.append("hinge barrier: Newton system not positive definite")
                 break
-            dx = system.solve(-g, refine=refine)
+            dx, _ = system.solve_checked(-g, refine=refine)
             lam2 = float(-(g * dx).sum()) / tau  # squared Newton decrement of φ_τ/τ
             t0 = info.tick("ipm factor+solve", t0)
+            if not lam2 > -1e-10:
+                # not a descent direction (NaN included): the Newton system is beyond its solve. Taken for the centre
+                # before (lam2 < 1e-10), and τ shrank on from that point: magic raw at τ = 4e-9, lam2 = −613 after
+                # three damped steps, its certificate 0.999 and every later one too
+                info.notes.append("hinge barrier: the Newton direction is not a descent direction (rounding)")
+                break
             if lam2 < 1e-10:
                 centred = True
                 break
@@ -1915,9 +1985,16 @@ def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_i
         mu = tau * cw / s if relu else None
         gap = _hinge_gap(col, x, mu, p / n)
         t0 = info.tick("ipm certificate", t0)
+        # a centred point whose certificate is far worse than the best one: rounding has taken over (the
+        # multipliers τ w/s of slacks at rounding level), and every later τ did as badly (spambase raw: 2.7e-4 and
+        # then 0.998 at each of six smaller τ; iris raw 6.4e-6, then 0.19–0.99)
+        lost = centred and best[0] <= late_finish and gap > HINGE_BARRIER_LOST * best[0]
+        if lost:
+            info.notes.append(f"hinge barrier: certificate lost to rounding at τ = {tau:.1e}")
         if gap < best[0]:
             best = (gap, x, mu, p / n, tau)
-        if finish is not None and not centred and finish_from < best[0] <= late_finish and best[2] is not None:
+        if finish is not None and (lost or not centred) and finish_from < best[0] <= late_finish \
+                and best[2] is not None:
             # centering failed before the gap reached finish_from (rounding, on ill-conditioned X): try the
             # reduced Newton step from the best point anyway; kept only if it certifies better. (C) only
             # (μ is None for (G)): on the gated default classifier with raw wine and raw iris, where it would
@@ -1934,7 +2011,7 @@ def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_i
                 best = (gapf, xf, muf, uf, tau)
             if gapf <= finish_tol:
                 break
-        if best[0] <= gap_tol or tau < 1e-18 or not centred:
+        if best[0] <= gap_tol or tau < 1e-18 or not centred or lost:
             break
         tau *= shrink
     if best[3] is None:  # not even one certified point: the multipliers of the current one
