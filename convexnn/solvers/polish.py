@@ -1063,17 +1063,17 @@ class _Chol:
 
 
 # the most unknowns (nb·d) for which :meth:`_IPMSystem.solve_checked` factors the whole Newton matrix when the
-# factored forms' direction is inaccurate: (nb·d)³/3 flops, ≈ 1–1.4 s at 3560–4312 on one thread, 8·(nb·d)² bytes.
-# Above DENSE_NEWTON_CHEAP unknowns only a direction with a relative residual above DENSE_NEWTON_BAD is solved again
-# (waveform raw, N = 4312: 135 of 258 directions solved again at 1e-4, 49 s of a 70 s fit that took 21 s without)
+# factored forms' direction is inaccurate: (nb·d)³/3 flops, ≈ 1–1.4 s at 3560–4312 on one thread, 8·(nb·d)² bytes
 DENSE_NEWTON_MAX = 4500
-DENSE_NEWTON_CHEAP = 2000
-DENSE_NEWTON_BAD = 1e-2
 # ... and the factored direction's relative residual above which it does. bench_defaults --loss hinge, binary
 # tables, one thread, 1e-6 against 1e-4: adult standardised 22 whole-matrix solves (N = 3000, residuals 1e-6–1e-4,
 # 2.5e-5 after them) took its fit from 7 to 21 s, mushroom raw 24 (N = 3828) from 9 to 35 s, for the same results;
 # adult raw, whose one direction there has N = 450, ended at 6.3e-5 against 2.0e-5
 NEWTON_RESIDUAL_TOL = 1e-4
+# above DENSE_NEWTON_CHEAP unknowns only a direction with a relative residual above DENSE_NEWTON_BAD is solved again
+# (waveform raw, N = 4312: 135 of 258 directions solved again at 1e-4, 49 s of a 70 s fit that took 21 s without)
+DENSE_NEWTON_CHEAP = 2000
+DENSE_NEWTON_BAD = 1e-2
 
 
 class _IPMSystem:
@@ -1182,9 +1182,13 @@ class _IPMSystem:
 
     def solve(self, r: torch.Tensor, refine: int = 1) -> torch.Tensor:
         """(FᵀΛF + blockdiag S)⁻¹ r, with ``refine`` steps of iterative refinement."""
-        x = self._solve(r)
+        return self._refined(self._solve, r, refine)
+
+    def _refined(self, solve: Callable[[torch.Tensor], torch.Tensor], r: torch.Tensor, refine: int) -> torch.Tensor:
+        """``solve(r)`` followed by ``refine`` steps of iterative refinement against this matrix (:meth:`apply`)."""
+        x = solve(r)
         for _ in range(refine):
-            x = x + self._solve(r - self.apply(x))
+            x = x + solve(r - self.apply(x))
         return x
 
     def dense(self) -> torch.Tensor:
@@ -1208,10 +1212,15 @@ class _IPMSystem:
         (The factored forms go through S_b⁻¹, whose rounding grows with the blocks' condition: on raw features
         (magic, hinge barrier at τ = 4e-9) their direction's residual was 1e3 × ‖r‖, while the whole matrix's
         equilibrated condition was 4e13 and its Cholesky factor solved to 1e-9.)"""
+        rn = max(float(torch.linalg.vector_norm(r)), 1e-300)
+
+        def residual(x: torch.Tensor) -> float:
+            return float(torch.linalg.vector_norm(r - self.apply(x))) / rn
+
         x = self.solve(r, refine)
-        rn = float(torch.linalg.vector_norm(r))
-        res = float(torch.linalg.vector_norm(r - self.apply(x))) / max(rn, 1e-300)
-        if res <= (tol if r.numel() <= DENSE_NEWTON_CHEAP else max(tol, DENSE_NEWTON_BAD)) or r.numel() > dense_max:
+        res = residual(x)
+        bound = tol if r.numel() <= DENSE_NEWTON_CHEAP else max(tol, DENSE_NEWTON_BAD)
+        if res <= bound or r.numel() > dense_max:
             return x, res
         K = self.dense()
         sc = K.diagonal().clamp(min=1e-300).rsqrt()
@@ -1224,10 +1233,8 @@ class _IPMSystem:
         def dense_solve(b: torch.Tensor) -> torch.Tensor:
             return (sc * torch.cholesky_solve((sc * b.reshape(-1))[:, None], L)[:, 0]).view_as(b)
 
-        z = dense_solve(r)
-        for _ in range(refine):
-            z = z + dense_solve(r - self.apply(z))
-        res_z = float(torch.linalg.vector_norm(r - self.apply(z))) / max(rn, 1e-300)
+        z = self._refined(dense_solve, r, refine)
+        res_z = residual(z)
         return (z, res_z) if res_z < res else (x, res)
 
     def _block_solve(self, r: torch.Tensor, L: torch.Tensor | None = None) -> torch.Tensor:
@@ -1878,9 +1885,9 @@ def _hinge_barrier(col: _Column, info: PolishInfo, gap_tol: float = 1e-10, max_i
     certifies ≤ ``finish_tol``; it also stops at ``gap_tol``, after ``max_iter`` Newton steps, when centering
     fails (a Newton direction that does not descend counts as failed) or when a centred point certifies
     ``HINGE_BARRIER_LOST`` times worse than the best (then, for (C), if the best gap is ≤ ``late_finish``,
-    ``finish`` is tried from the best
-    point; for (G) that late attempt was measured to gain nothing and is not made). ``start``: (x, τ) to begin
-    from (x strictly inside its cones, as :func:`_hinge_ipm`'s points are) instead of the scaled gates at τ = 1/m.
+    ``finish`` is tried from the best point; for (G) that late attempt was measured to gain nothing and is not
+    made). ``start``: (x, τ) to begin from (x strictly inside its cones, as :func:`_hinge_ipm`'s points are)
+    instead of the scaled gates at τ = 1/m.
     Returns the best certified (x, μ or None, u = p/n, τ).
     """
     X = col.X
