@@ -1,5 +1,6 @@
 """The scikit-learn estimators: API, recovered network, inputs, errors."""
 
+import sys
 import warnings
 
 import numpy as np
@@ -281,6 +282,29 @@ def test_default_classifier_certifies_raw_pmlb_tables(name, n):
     assert m.objective_ == pytest.approx(m.certificate_.primal)
     # certified by polishing alone: no first-order continuation was needed (tic_tac_toe's took 30 s before)
     assert m.history_ and all(rec.get("stage") in ("ipm", "polish", "prune") for rec in m.history_)
+
+
+def test_default_estimators_certify_raw_adult_and_house_prices(monkeypatch):
+    """Raw adult (classifier, columns with standard deviations from 0.46 to 1e5) and raw 537_houses (regressor,
+    house prices): the interior-point method's factored Newton solves, which go through the blocks' inverses, lost
+    their accuracy (relative residuals up to 1e4), and the fits ended at relative gaps 0.57 and 1.0. With each
+    direction checked (:meth:`_IPMSystem.solve_checked`: the whole matrix, reduced or as it is, where the factored
+    direction is inaccurate) both certify."""
+    from convexnn.datasets import load_pmlb
+
+    PL = sys.modules["convexnn.solvers.polish"]
+    X, y = load_pmlb("adult", n=600, seed=0)
+    m = _no_convergence_warning_fit(ConvexReLUClassifier(n_threads=1, random_state=0), X, y)
+    assert 0.0 <= m.certificate_.gap and m.certificate_.relative_gap <= 1e-6
+    with monkeypatch.context() as mp:  # the factored directions as they are
+        mp.setattr(PL._IPMSystem, "solve_checked", lambda self, r, refine=1: (self.solve(r, refine), 0.0))
+        with pytest.warns(ConvergenceWarning):
+            m = ConvexReLUClassifier(n_threads=1, random_state=0).fit(X, y)
+        assert m.certificate_.relative_gap > 1e-2
+    X, y = load_pmlb("537_houses", n=600, seed=0)
+    m = _no_convergence_warning_fit(ConvexReLURegressor(n_threads=1, random_state=0), X, y)
+    assert 0.0 <= m.certificate_.gap and m.certificate_.relative_gap <= 1e-6
+    assert m.objective_ == pytest.approx(m.certificate_.primal)
 
 
 def test_default_classifier_certifies_raw_pixels_with_as_many_rows_as_columns():

@@ -705,8 +705,8 @@ def test_ipm_newton_system_against_dense(breast_cancer, rows, gates):
 def test_ipm_newton_system_dense_and_checked_solve(breast_cancer, rows, gates, fails):
     """_IPMSystem.dense is FᵀΛF + blockdiag S formed from F; solve_checked keeps the factored solve where its
     residual is small, and where the loss curvature Λ dominates S (the hinge barrier near its kinks: Λ ~ 1/(nτ))
-    and the factored form's cancellation leaves a large residual, it solves the whole equilibrated matrix instead,
-    to about the residual of a dense LU solve of the same matrix."""
+    and the factored form's cancellation leaves a large residual, it solves the whole matrix instead (reduced to
+    P·d unknowns, or as it is), to about the residual of a dense LU solve of the same matrix."""
     pm = sys.modules["convexnn.solvers.polish"]
     pb = _small_relu(breast_cancer, "logistic", rows, gates)
     col = pm._Column(pb, 0)
@@ -741,8 +741,11 @@ def test_ipm_newton_system_dense_and_checked_solve(breast_cancer, rows, gates, f
     assert (factored > 1e3 * res(lu)) == fails
     x, rx = system.solve_checked(r, refine=3)
     assert res(x) <= 10.0 * res(lu) and rx <= 10.0 * res(lu)  # (its own residual, through apply)
-    # above dense_max unknowns the factored solve is returned as it is
-    x2, _ = system.solve_checked(r, refine=3, dense_max=nb * d - 1)
+    # the reduced form ((q, p) basis, P·d unknowns) and the whole matrix, each on its own, solve it as well
+    for solver in (system._reduced_solver(), system._dense_solver()):
+        assert res(system._refined(solver, r, 3)) <= 10.0 * res(lu)
+    # with dense_max below P·d neither is formed: the factored solve is returned as it is
+    x2, _ = system.solve_checked(r, refine=3, dense_max=pb.P * d - 1)
     assert res(x2) == pytest.approx(factored, rel=1e-6)
 
 
