@@ -749,6 +749,39 @@ def test_ipm_newton_system_dense_and_checked_solve(breast_cancer, rows, gates, f
     assert res(x2) == pytest.approx(factored, rel=1e-6)
 
 
+@pytest.mark.parametrize("rows,gates", [(60, 12), (300, 4)])  # modes "n" and "pd"
+def test_ipm_newton_system_checked_solve_gated(rows, gates):
+    """For (G) (no w-blocks: the whole matrix is Γ + S, solved as it is), on raw breast-cancer features: dense() is
+    FᵀΛF + blockdiag S, and where Λ ≈ 1e8 on 30% of the rows leaves the factored solve's residual far above a dense
+    LU solve's (8e8 and 6e16 against 5e-2 and 7e-8), solve_checked solves to within 10 times LU's residual."""
+    pm = sys.modules["convexnn.solvers.polish"]
+    X, y = load_breast_cancer(return_X_y=True)
+    pb = dataclasses.replace(_small_relu((X, 2.0 * y - 1.0), "logistic", rows, gates), kind="gated")
+    col = pm._Column(pb, 0)
+    n, d, nb = pb.n, pb.d, col.nb
+    assert not col.relu and nb == pb.P
+    F = torch.cat([col.F(b) for b in range(nb)], dim=1)
+    gen = torch.Generator().manual_seed(1)
+    A = torch.randn((nb, d, d), generator=gen, dtype=torch.float64)
+    S = A @ A.transpose(1, 2) * 1e-3 + 1e-6 * torch.eye(d, dtype=torch.float64)
+    lam = torch.rand(n, generator=gen, dtype=torch.float64) / n
+    lam[torch.rand(n, generator=gen) < 0.3] *= 1e8
+    system = pm._IPMSystem(col, S, lam)
+    assert system.ok and system.mode == ("n" if n <= pb.P * d else "pd")
+    Hd = F.T @ (lam[:, None] * F) + torch.block_diag(*system.S)
+    assert torch.allclose(system.dense(), Hd, rtol=1e-13, atol=1e-13 * float(Hd.abs().max()))
+    r = torch.randn((nb, d), generator=gen, dtype=torch.float64)
+
+    def res(x):
+        return float(torch.linalg.vector_norm(r.reshape(-1) - Hd @ x.reshape(-1)) / torch.linalg.vector_norm(r))
+
+    sc = Hd.diagonal().rsqrt()
+    lu = res(sc * torch.linalg.solve(sc[:, None] * Hd * sc[None, :], sc * r.reshape(-1)))
+    assert res(system.solve(r, 3)) > 1e3 * lu
+    x, _ = system.solve_checked(r, refine=3)
+    assert res(x) <= 10.0 * lu
+
+
 @pytest.mark.parametrize("rows,gates", [(300, 4), (200, 8)])  # n > P·d, and 0.53·P·d < n < P·d
 def test_ipm_newton_systems_share_the_constant_gram(breast_cancer, rows, gates):
     """With constant_lam (the squared loss) the "pd" mode forms F_vᵀΛF_v once, in the workspace, and the later
