@@ -1266,9 +1266,9 @@ class _IPMSystem:
         right-hand side is (r_v − r_w, r_v + r_w). The p-block is eliminated by A's per-pattern factors L_A
         (C = L_A⁻¹B): (4Γ + A − CᵀC) q = r_q − Cᵀz with z = L_A⁻¹r_p, then p = L_A⁻ᵀ(z − Cq). The Schur complement
         4Γ + A − CᵀC = 4(Γ + M⁻¹) is the "pd" mode's matrix, formed without inverting S_v and S_w, and factored
-        symmetrically equilibrated: (P·d)³/3 flops against the whole matrix's (2P·d)³/3. Where S_v and S_w are on
-        scales far apart, A − CᵀC cancels (rounding of the size of the larger): :meth:`solve_checked` then goes
-        on to the whole matrix."""
+        symmetrically equilibrated: (P·d)³/3 flops against the whole matrix's (2P·d)³/3. A − CᵀC can cancel where
+        S_v and S_w are on scales far apart (its rounding is of the size of the larger), which the whole matrix's
+        equilibration avoids: where this direction is still inaccurate :meth:`solve_checked` goes on to that."""
         col, P, d = self.col, self.col.P, self.col.d
         Sv, Sw = self.S[:P], self.S[P:]
         LA, _, ok = shifted_cholesky(Sv + Sw, (1e-14, 1e-12))
