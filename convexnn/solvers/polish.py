@@ -1114,6 +1114,7 @@ class _IPMSystem:
         self.col = col
         n, d, P = col.n, col.d, col.P
         self.ok = False
+        self._gamma_n: torch.Tensor | None = None  # Γ in mode "n", formed by :meth:`gamma` when first asked for
         Lb, S, ok = shifted_cholesky(S, (1e-12,))
         if not ok:
             return
@@ -1206,12 +1207,22 @@ class _IPMSystem:
             x = x + solve(r - self.apply(x))
         return x
 
+    def gamma(self) -> torch.Tensor:
+        """Γ = F_vᵀΛF_v (P·d, P·d): the "pd" mode's Gram, or in mode "n" (which factors without it) formed by
+        :func:`_pattern_gram` once, when first asked for (both whole-matrix solves of :meth:`solve_checked` use it).
+        Not to be modified."""
+        if self.mode == "pd":
+            return self.gram
+        if self._gamma_n is None:
+            self._gamma_n = _pattern_gram(self.col.X, self.col.pb.D, self.lam)
+        return self._gamma_n
+
     def dense(self) -> torch.Tensor:
         """The whole matrix FᵀΛF + blockdiag S, (nb·d, nb·d): for (C) [[Γ + S_v, −Γ], [−Γ, Γ + S_w]] with
-        Γ = F_vᵀΛF_v (:func:`_pattern_gram`), for (G) Γ + S."""
+        Γ = F_vᵀΛF_v (:meth:`gamma`), for (G) Γ + S."""
         col = self.col
         nb, d = col.nb, col.d
-        gram = self.gram if self.mode == "pd" else _pattern_gram(col.X, col.pb.D, self.lam)
+        gram = self.gamma()
         K = torch.cat([torch.cat([gram, -gram], 1), torch.cat([-gram, gram], 1)]) if col.relu else gram.clone()
         ib = torch.arange(nb, device=K.device)
         K.view(nb, d, nb, d)[ib, :, ib, :] += self.S
@@ -1269,13 +1280,13 @@ class _IPMSystem:
         symmetrically equilibrated: (P·d)³/3 flops against the whole matrix's (2P·d)³/3. A − CᵀC can cancel where
         S_v and S_w are on scales far apart (its rounding is of the size of the larger), which the whole matrix's
         equilibration avoids: where this direction is still inaccurate :meth:`solve_checked` goes on to that."""
-        col, P, d = self.col, self.col.P, self.col.d
+        P, d = self.col.P, self.col.d
         Sv, Sw = self.S[:P], self.S[P:]
         LA, _, ok = shifted_cholesky(Sv + Sw, (1e-14, 1e-12))
         if not ok:
             return None
         C = torch.linalg.solve_triangular(LA, Sv - Sw, upper=False)  # (P, d, d)
-        K = 4.0 * (self.gram if self.mode == "pd" else _pattern_gram(col.X, col.pb.D, self.lam))
+        K = 4.0 * self.gamma()
         ip = torch.arange(P, device=K.device)
         K.view(P, d, P, d)[ip, :, ip, :] += Sv + Sw - C.mT @ C
         schur_solve = _equilibrated_solver(K)
