@@ -699,73 +699,19 @@ def test_ipm_newton_system_against_dense(breast_cancer, rows, gates):
     assert torch.allclose(system.apply(r), Hr, rtol=1e-12, atol=1e-12 * float(Hr.abs().max()))
 
 
-# mode "n" (n ≤ P·d: its Woodbury form stays about as accurate as a dense solve) and mode "pd" (P·d < n: at
-# Λ ≈ 1e8 the factored solve's residual is about ‖r‖, a dense solve's 2e-6)
-@pytest.mark.parametrize("rows,gates,fails", [(60, 6, False), (300, 4, True)])
-def test_ipm_newton_system_dense_and_checked_solve(breast_cancer, rows, gates, fails):
-    """_IPMSystem.dense is FᵀΛF + blockdiag S formed from F; solve_checked keeps the factored solve where its
-    residual is small, and where the loss curvature Λ dominates S (the hinge barrier near its kinks: Λ ~ 1/(nτ))
-    and the factored form's cancellation leaves a large residual, it solves the whole matrix instead (reduced to
-    P·d unknowns, or as it is), to about the residual of a dense LU solve of the same matrix."""
+def _random_newton_system(pb, gen, big):
+    """An _IPMSystem of pb's first column with random positive definite S_b (d×d, ≈ 1e-3 + 1e-6 I) and random Λ
+    (≈ 1/n, times ``big`` on 30% of the rows), after checking that it factored in the mode newton_mode names and
+    that its dense() is FᵀΛF + blockdiag S formed from F. Returns (system, r (nb, d) random, res(x): the relative
+    residual ‖r − Hx‖/‖r‖ against that dense H, and res of a dense LU solve of the equilibrated H)."""
     pm = sys.modules["convexnn.solvers.polish"]
-    pb = _small_relu(breast_cancer, "logistic", rows, gates)
     col = pm._Column(pb, 0)
     n, d, nb = pb.n, pb.d, col.nb
     F = torch.cat([col.F(b) for b in range(nb)], dim=1)  # (n, nb·d): a = F vec(x)
-    gen = torch.Generator().manual_seed(1)
-
-    def case(big):
-        A = torch.randn((nb, d, d), generator=gen, dtype=torch.float64)
-        S = A @ A.transpose(1, 2) * 1e-3 + 1e-6 * torch.eye(d, dtype=torch.float64)
-        lam = torch.rand(n, generator=gen, dtype=torch.float64) / n
-        lam[torch.rand(n, generator=gen) < 0.3] *= big
-        system = pm._IPMSystem(col, S, lam)
-        assert system.ok and system.mode == ("n" if n <= pb.P * d else "pd")
-        Hd = F.T @ (lam[:, None] * F) + torch.block_diag(*system.S)
-        r = torch.randn((nb, d), generator=gen, dtype=torch.float64)
-
-        def res(x):
-            return float(torch.linalg.vector_norm(r.reshape(-1) - Hd @ x.reshape(-1)) / torch.linalg.vector_norm(r))
-
-        return system, Hd, r, res
-
-    system, Hd, r, res = case(1.0)  # well conditioned: the factored solve, unchanged
-    assert torch.allclose(system.dense(), Hd, rtol=1e-13, atol=1e-13 * float(Hd.abs().max()))
-    x, rx = system.solve_checked(r, refine=1)
-    assert torch.equal(x, system.solve(r, 1)) and rx <= 1e-10 and res(x) <= 1e-10
-    system, Hd, r, res = case(1e8)
-    assert torch.allclose(system.dense(), Hd, rtol=1e-13, atol=1e-13 * float(Hd.abs().max()))
-    factored = res(system.solve(r, 3))
-    sc = Hd.diagonal().rsqrt()
-    lu = sc * torch.linalg.solve(sc[:, None] * Hd * sc[None, :], sc * r.reshape(-1))
-    assert (factored > 1e3 * res(lu)) == fails
-    x, rx = system.solve_checked(r, refine=3)
-    assert res(x) <= 10.0 * res(lu) and rx <= 10.0 * res(lu)  # (its own residual, through apply)
-    # the reduced form ((q, p) basis, P·d unknowns) and the whole matrix, each on its own, solve it as well
-    for solver in (system._reduced_solver(), system._dense_solver()):
-        assert res(system._refined(solver, r, 3)) <= 10.0 * res(lu)
-    # with dense_max below P·d neither is formed: the factored solve is returned as it is
-    x2, _ = system.solve_checked(r, refine=3, dense_max=pb.P * d - 1)
-    assert res(x2) == pytest.approx(factored, rel=1e-6)
-
-
-@pytest.mark.parametrize("rows,gates", [(60, 12), (300, 4)])  # modes "n" and "pd"
-def test_ipm_newton_system_checked_solve_gated(rows, gates):
-    """For (G) (no w-blocks: the whole matrix is Γ + S, solved as it is), on raw breast-cancer features: dense() is
-    FᵀΛF + blockdiag S, and where Λ ≈ 1e8 on 30% of the rows leaves the factored solve's residual far above a dense
-    LU solve's (8e8 and 6e16 against 5e-2 and 7e-8), solve_checked solves to within 10 times LU's residual."""
-    pm = sys.modules["convexnn.solvers.polish"]
-    X, y = load_breast_cancer(return_X_y=True)
-    pb = dataclasses.replace(_small_relu((X, 2.0 * y - 1.0), "logistic", rows, gates), kind="gated")
-    col = pm._Column(pb, 0)
-    n, d, nb = pb.n, pb.d, col.nb
-    assert not col.relu and nb == pb.P
-    F = torch.cat([col.F(b) for b in range(nb)], dim=1)
-    gen = torch.Generator().manual_seed(1)
     A = torch.randn((nb, d, d), generator=gen, dtype=torch.float64)
     S = A @ A.transpose(1, 2) * 1e-3 + 1e-6 * torch.eye(d, dtype=torch.float64)
     lam = torch.rand(n, generator=gen, dtype=torch.float64) / n
-    lam[torch.rand(n, generator=gen) < 0.3] *= 1e8
+    lam[torch.rand(n, generator=gen) < 0.3] *= big
     system = pm._IPMSystem(col, S, lam)
     assert system.ok and system.mode == ("n" if n <= pb.P * d else "pd")
     Hd = F.T @ (lam[:, None] * F) + torch.block_diag(*system.S)
@@ -776,7 +722,44 @@ def test_ipm_newton_system_checked_solve_gated(rows, gates):
         return float(torch.linalg.vector_norm(r.reshape(-1) - Hd @ x.reshape(-1)) / torch.linalg.vector_norm(r))
 
     sc = Hd.diagonal().rsqrt()
-    lu = res(sc * torch.linalg.solve(sc[:, None] * Hd * sc[None, :], sc * r.reshape(-1)))
+    return system, r, res, res(sc * torch.linalg.solve(sc[:, None] * Hd * sc[None, :], sc * r.reshape(-1)))
+
+
+# mode "n" (n ≤ P·d: its Woodbury form stays about as accurate as a dense solve) and mode "pd" (P·d < n: at
+# Λ ≈ 1e8 the factored solve's residual is about ‖r‖, a dense solve's 2e-6)
+@pytest.mark.parametrize("rows,gates,fails", [(60, 6, False), (300, 4, True)])
+def test_ipm_newton_system_dense_and_checked_solve(breast_cancer, rows, gates, fails):
+    """_IPMSystem.dense is FᵀΛF + blockdiag S formed from F; solve_checked keeps the factored solve where its
+    residual is small, and where the loss curvature Λ dominates S (the hinge barrier near its kinks: Λ ~ 1/(nτ))
+    and the factored form's cancellation leaves a large residual, it solves the whole matrix instead (reduced to
+    P·d unknowns, or as it is), to about the residual of a dense LU solve of the same matrix."""
+    pb = _small_relu(breast_cancer, "logistic", rows, gates)
+    gen = torch.Generator().manual_seed(1)
+    system, r, res, lu = _random_newton_system(pb, gen, 1.0)  # well conditioned: the factored solve, unchanged
+    x, rx = system.solve_checked(r, refine=1)
+    assert torch.equal(x, system.solve(r, 1)) and rx <= 1e-10 and res(x) <= 1e-10
+    system, r, res, lu = _random_newton_system(pb, gen, 1e8)
+    factored = res(system.solve(r, 3))
+    assert (factored > 1e3 * lu) == fails
+    x, rx = system.solve_checked(r, refine=3)
+    assert res(x) <= 10.0 * lu and rx <= 10.0 * lu  # (its own residual, through apply)
+    # the reduced form ((q, p) basis, P·d unknowns) and the whole matrix, each on its own, solve it as well
+    for solver in (system._reduced_solver(), system._dense_solver()):
+        assert res(system._refined(solver, r, 3)) <= 10.0 * lu
+    # with dense_max below P·d neither is formed: the factored solve is returned as it is
+    x2, _ = system.solve_checked(r, refine=3, dense_max=pb.P * pb.d - 1)
+    assert res(x2) == pytest.approx(factored, rel=1e-6)
+
+
+@pytest.mark.parametrize("rows,gates", [(60, 12), (300, 4)])  # modes "n" and "pd"
+def test_ipm_newton_system_checked_solve_gated(rows, gates):
+    """For (G) (no w-blocks: the whole matrix is Γ + S, solved as it is), on raw breast-cancer features: dense() is
+    FᵀΛF + blockdiag S, and where Λ ≈ 1e8 on 30% of the rows leaves the factored solve's residual far above a dense
+    LU solve's (8e8 and 6e16 against 5e-2 and 7e-8), solve_checked solves to within 10 times LU's residual."""
+    X, y = load_breast_cancer(return_X_y=True)
+    pb = dataclasses.replace(_small_relu((X, 2.0 * y - 1.0), "logistic", rows, gates), kind="gated")
+    system, r, res, lu = _random_newton_system(pb, torch.Generator().manual_seed(1), 1e8)
+    assert not system.col.relu and system.col.nb == pb.P
     assert res(system.solve(r, 3)) > 1e3 * lu
     x, _ = system.solve_checked(r, refine=3)
     assert res(x) <= 10.0 * lu
