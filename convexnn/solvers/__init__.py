@@ -259,7 +259,7 @@ def _polished(problem: ConvexProblem, res: SolverResult, tol: float, notes: list
               **limits) -> tuple[SolverResult | None, bool]:
     """(the polished result when it improves the certificate, else None; whether polishing ran: False when it
     would not fit or was too slow, or the loss is not handled) (``limits``: ``max_time``, ``memory_limit``,
-    ``ipm_max_flops`` of :func:`polish`). Why polishing did not run or help is appended to ``notes``."""
+    ``ipm_max_flops``, ``method`` of :func:`polish`). Why polishing did not run or help is appended to ``notes``."""
     info = res.info
     # (G) with the squared or logistic loss: the active-set phase takes it to rounding level, cheaply; the hinge
     # barrier method stops at the fit's tol for either program
@@ -403,6 +403,11 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
     # the hinge loss's polishing (a barrier method from the gates) does not use the point it is given: once it
     # has run, running it again only repeats it (20 s on a 600-row table)
     polish_once = problem.loss == "hinge"
+    # how polishing runs after the first time: "auto" (active-set method, then the interior-point method where that
+    # falls short), or "active-set" once the interior-point method has run on every column, for it starts from its
+    # own point and would only repeat itself (197_cpu_act raw, 600 rows: 10 s, its 80 iterations and two
+    # active-set runs again, for the same point)
+    again = "auto"
     # the interior-point method starts from its own point: a warm start would only cost the first-order budget
     # before it (breast cancer, alpha 0.0516 -> 0.0193: median 1.66 s warm against 1.59 s cold, the same result)
     if direct:
@@ -413,8 +418,10 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
             res.info["polish_notes"] = notes
             return res
         # not certified to tol: the active-set method from the interior-point point (its working sets guessed
-        # afresh), then the first-order method goes on from the better of the two
-        better = None if polish_once else _polished(problem, res, tol, notes, **memory, **left())[0]
+        # afresh from that point, where polish's own runs took them from the interior-point multipliers), then the
+        # first-order method goes on from the better of the two
+        again = "active-set"
+        better = None if polish_once else _polished(problem, res, tol, notes, method=again, **memory, **left())[0]
         options["warm_start"] = better or res
         budget, polish_ran = 0, True
     else:
@@ -448,8 +455,7 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
         # polished once more from the continuation's point, if that is better (from the same point as before
         # polishing would only repeat itself)
         if res.V is rest.V and not res.converged and not out_of_time() and not (polish_once and polish_ran):
-            again = _polished(problem, res, tol, notes, **memory, **left())[0]
-            res = again or res
+            res = _polished(problem, res, tol, notes, method=again, **memory, **left())[0] or res
     else:
         res = better or res
     if notes:
