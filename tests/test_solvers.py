@@ -493,6 +493,39 @@ def test_solve_auto_continuation_stops_when_stalled_after_polishing(monkeypatch,
     assert not res.converged
 
 
+@pytest.mark.parametrize("ipm_ran", [True, False])
+def test_solve_auto_polishes_again_without_repeating_the_interior_point_method(monkeypatch, ipm_ran):
+    """solve(auto) on a program too large for the interior-point method from scratch: polishing the first-order
+    point fell short, the continuation found a better point, and that is polished again, with the active-set
+    method only where the first polish ran the interior-point method (which starts from its own point: it would
+    repeat itself), else as the first. Polishing is a stand-in that records its method and improves nothing."""
+    import importlib
+
+    solvers_mod = importlib.import_module("convexnn.solvers")
+    polish_mod = importlib.import_module("convexnn.solvers.polish")
+    methods = []
+
+    def fell_short(problem, *args, method="auto", **kwargs):
+        methods.append(method)
+        info = polish_mod.PolishInfo(method="ipm+active-set" if ipm_ran else "active-set")
+        info.ipm_iterations = 30 if ipm_ran else 0
+        return None, info
+
+    monkeypatch.setattr(solvers_mod, "polish", fell_short)
+    monkeypatch.setattr(solvers_mod, "ipm_direct", lambda *a, **k: False)
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True)
+    Xa = add_intercept(X[:150])
+    D, H = patterns_from_gates(Xa, sample_gates(Xa.shape[1], 10, 0))
+    Y = (y[:150, None] - y.mean()) / y.std()
+    pb = ConvexProblem(*(torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (Xa, Y, D, H)), 1e-3, "squared",
+                       "relu")
+    res = solve(pb, tol=1e-6, max_iter=300)  # 300 ADMM iterations: the continuation's point is the better
+    assert methods == ["auto", "active-set" if ipm_ran else "auto"]
+    assert not res.converged
+
+
 def test_monitor_keeps_the_lowest_objective_with_the_highest_bound():
     """The best point is the checked one of lowest objective, certified with the highest dual bound seen (both
     bound the same optimum); convergence is judged on that pair."""

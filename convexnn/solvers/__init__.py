@@ -32,7 +32,7 @@ from convexnn.ops import certificates, losses, operators
 from convexnn.solvers.admm import admm
 from convexnn.solvers.cvxpy_ref import cvxpy_solve
 from convexnn.solvers.fista import fista
-from convexnn.solvers.polish import IPM_MAX_FLOPS, POLISH_LOSSES, dual_certificate, ipm_cost, polish
+from convexnn.solvers.polish import IPM_MAX_FLOPS, POLISH_LOSSES, PolishInfo, dual_certificate, ipm_cost, polish
 from convexnn.solvers.problem import (
     STALL_RATIO,
     Certificate,
@@ -256,10 +256,11 @@ def _polish_from_scratch(problem: ConvexProblem, tol: float, callback=None, **li
 
 
 def _polished(problem: ConvexProblem, res: SolverResult, tol: float, notes: list[str],
-              **limits) -> tuple[SolverResult | None, bool]:
-    """(the polished result when it improves the certificate, else None; whether polishing ran: False when it
-    would not fit or was too slow, or the loss is not handled) (``limits``: ``max_time``, ``memory_limit``,
-    ``ipm_max_flops``, ``method`` of :func:`polish`). Why polishing did not run or help is appended to ``notes``."""
+              **limits) -> tuple[SolverResult | None, PolishInfo]:
+    """(the polished result when it improves the certificate, else None; polish's info, whose ``method`` is empty
+    when polishing did not run: it would not fit or was too slow, or the loss is not handled). ``limits``:
+    ``max_time``, ``memory_limit``, ``ipm_max_flops``, ``method`` of :func:`polish`. Why polishing did not run or
+    help is appended to ``notes``."""
     info = res.info
     # (G) with the squared or logistic loss: the active-set phase takes it to rounding level, cheaply; the hinge
     # barrier method stops at the fit's tol for either program
@@ -272,15 +273,15 @@ def _polished(problem: ConvexProblem, res: SolverResult, tol: float, notes: list
                      **limits)
     if out[0] is None:  # (None, info): no improvement, not affordable, or an unsupported loss
         notes.extend(out[1].notes)
-        return None, bool(out[1].method)  # its method is set once it gets past the cost and loss checks
+        return None, out[1]  # its method is set once it gets past the cost and loss checks
     V, W, cert, pinfo = out
     if not cert.relative_gap < res.certificate.relative_gap:
-        return None, True
+        return None, pinfo
     rec = {"iteration": res.n_iter, "seconds": (res.history[-1]["seconds"] if res.history else 0.0) + pinfo.seconds,
            "stage": "polish", **cert.as_dict()}
     return SolverResult(V=V, W=W, certificate=cert, n_iter=res.n_iter, converged=cert.relative_gap <= tol,
                         solver=f"{res.solver}+polish", history=[*res.history, rec],
-                        info={**res.info, "polish": _info_dict(pinfo)}), True
+                        info={**res.info, "polish": _info_dict(pinfo)}), pinfo
 
 
 def _short_by_rounding(problem: ConvexProblem, res: SolverResult, tol: float, notes: list[str]) -> bool:
@@ -404,9 +405,9 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
     # has run, running it again only repeats it (20 s on a 600-row table)
     polish_once = problem.loss == "hinge"
     # how polishing runs after the first time: "auto" (active-set method, then the interior-point method where that
-    # falls short), or "active-set" once the interior-point method has run on every column, for it starts from its
-    # own point and would only repeat itself (197_cpu_act raw, 600 rows: 10 s, its 80 iterations and two
-    # active-set runs again, for the same point)
+    # falls short), or "active-set" once the interior-point method has run, for it starts from its own point and
+    # would only repeat itself (197_cpu_act raw, 600 rows: 10 s, its 80 iterations and two active-set runs again,
+    # for the same point)
     again = "auto"
     # the interior-point method starts from its own point: a warm start would only cost the first-order budget
     # before it (breast cancer, alpha 0.0516 -> 0.0193: median 1.66 s warm against 1.59 s cold, the same result)
@@ -429,8 +430,12 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
         res = _first_order(problem, name, tol, budget, **options, **left())
         if res.converged:
             return res
-        better, polish_ran = _polished(problem, res, tol, notes, **memory, **left()) if not out_of_time() else (
-            None, False)
+        better, polish_ran = None, False
+        if not out_of_time():
+            better, pinfo = _polished(problem, res, tol, notes, **memory, **left())
+            polish_ran = bool(pinfo.method)
+            if pinfo.ipm_iterations:
+                again = "active-set"
     if better is not None and (better.converged or _short_by_rounding(problem, better, tol, notes)):
         if notes:
             better.info["polish_notes"] = list(dict.fromkeys(notes))
