@@ -516,11 +516,7 @@ def test_solve_auto_polishes_again_without_repeating_the_interior_point_method(m
     from sklearn.datasets import load_diabetes
 
     X, y = load_diabetes(return_X_y=True)
-    Xa = add_intercept(X[:150])
-    D, H = patterns_from_gates(Xa, sample_gates(Xa.shape[1], 10, 0))
-    Y = (y[:150, None] - y.mean()) / y.std()
-    pb = ConvexProblem(*(torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (Xa, Y, D, H)), 1e-3, "squared",
-                       "relu")
+    pb, _ = _problem(X[:150], (y[:150] - y.mean()) / y.std(), "relu", "squared", 10)
     res = solve(pb, tol=1e-6, max_iter=300)  # 300 ADMM iterations: the continuation's point is the better
     assert methods == ["auto", "active-set" if ipm_ran else "auto"]
     assert not res.converged

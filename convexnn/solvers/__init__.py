@@ -405,10 +405,10 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
     # has run, running it again only repeats it (20 s on a 600-row table)
     polish_once = problem.loss == "hinge"
     # how polishing runs after the first time: "auto" (active-set method, then the interior-point method where that
-    # falls short), or "active-set" once the interior-point method has run, for it starts from its own point and
+    # falls short), "active-set" once the interior-point method has run, for it starts from its own point and
     # would only repeat itself (197_cpu_act raw, 600 rows: 10 s, its 80 iterations and two active-set runs again,
-    # for the same point)
-    again = "auto"
+    # for the same point), None once the hinge loss's polishing has run
+    again: str | None = "auto"
     # the interior-point method starts from its own point: a warm start would only cost the first-order budget
     # before it (breast cancer, alpha 0.0516 -> 0.0193: median 1.66 s warm against 1.59 s cold, the same result)
     if direct:
@@ -421,8 +421,8 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
         # not certified to tol: the active-set method from the interior-point point (its working sets guessed
         # afresh from that point, where polish's own runs took them from the interior-point multipliers), then the
         # first-order method goes on from the better of the two
-        again = "active-set"
-        better = None if polish_once else _polished(problem, res, tol, notes, method=again, **memory, **left())[0]
+        again = None if polish_once else "active-set"
+        better = None if again is None else _polished(problem, res, tol, notes, method=again, **memory, **left())[0]
         options["warm_start"] = better or res
         budget, polish_ran = 0, True
     else:
@@ -434,7 +434,9 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
         if not out_of_time():
             better, pinfo = _polished(problem, res, tol, notes, **memory, **left())
             polish_ran = bool(pinfo.method)
-            if pinfo.ipm_iterations:
+            if polish_ran and polish_once:
+                again = None
+            elif pinfo.ipm_iterations:
                 again = "active-set"
     if better is not None and (better.converged or _short_by_rounding(problem, better, tol, notes)):
         if notes:
@@ -459,7 +461,7 @@ def _solve(problem: ConvexProblem, solver: str, tol: float, max_iter: int, zero_
         res = _better_of(better or res, rest, tol)
         # polished once more from the continuation's point, if that is better (from the same point as before
         # polishing would only repeat itself)
-        if res.V is rest.V and not res.converged and not out_of_time() and not (polish_once and polish_ran):
+        if res.V is rest.V and not res.converged and not out_of_time() and again is not None:
             res = _polished(problem, res, tol, notes, method=again, **memory, **left())[0] or res
     else:
         res = better or res
