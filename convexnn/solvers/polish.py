@@ -2644,8 +2644,19 @@ def _column_certificate(col: _Column, x: torch.Tensor, mu: torch.Tensor, lam: to
 
 
 def _column_gap(col: _Column, x: torch.Tensor, mu: torch.Tensor, nnls_method: str = "auto") -> float:
-    """Relative certificate gap of one column of (C) at :func:`_lift_to_cone` (x) (:func:`_column_certificate`)."""
-    return _column_certificate(col, _lift_to_cone(col, x), mu, nnls_method=nnls_method).relative_gap
+    """Relative certificate gap of one column of (C) at :func:`_lift_to_cone` (x) (:func:`_column_certificate`), with
+    the loss-dual candidate ∇L at x itself (:func:`_point_lam`)."""
+    return _column_certificate(col, _lift_to_cone(col, x), mu, _point_lam(col, x), nnls_method).relative_gap
+
+
+def _point_lam(col: _Column, x: torch.Tensor) -> torch.Tensor:
+    """Λ = ∇L at the blocks x (nb, d) of one column, (n,): the loss-dual candidate of an active-set point.
+
+    Taken at x, not at its lift to the cone: the KKT conditions hold at x, and on unscaled features Λ's residuals
+    amplify the lift's rounding-level move (adult raw, logistic: a 4.5e-13 change of x moved Xᵀ D_b Λ by 2.5e-5,
+    2.5% of α, and a zero block's least residual from 0.999997 α to 1.0003 α: relative gap 1.3e-5 instead of
+    2.6e-9). Any Λ gives a valid bound; this one is tight where the method converged."""
+    return _loss_grad(col.loss, col.pred(x), col.y)
 
 
 def _rounded_column_certificate(col: _Column, out: _Column, x: torch.Tensor, lam: torch.Tensor,
@@ -2972,6 +2983,7 @@ def polish(
     if Lam is None:  # (the hinge loss's method is named above)
         info.method = "ipm+active-set" if use_ipm_first else "active-set"
     ipm_lams: dict[int, torch.Tensor] = {}  # columns certified by the interior-point method: its Λ
+    point_lams: dict[int, torch.Tensor] = {}  # (C) columns solved by the active-set method: Λ at its point
 
     def active_set(info: PolishInfo, col: _Column, x: torch.Tensor, Wk: torch.Tensor | None,
                    mu: torch.Tensor | None = None) -> _ActiveSet | None:
@@ -3101,6 +3113,7 @@ def polish(
             Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
             Mk = solver.multipliers_dense()
             Mu_v[:, :, k], Mu_w[:, :, k] = Mk[:P].T, Mk[P:].T
+            point_lams[k] = _point_lam(col, solver.x)
         else:
             Vo[:, :, k] = x
         return True
@@ -3127,14 +3140,15 @@ def polish(
         info.converged = False
         return done(None)
     t0 = time.perf_counter()
-    if Lam is None and (ipm_lams or out_dtype != torch.float64):
-        # the loss-dual candidate: the interior-point method's Λ where it certified a column, else ∇L at the
-        # float64 solution. A float32 result is certified with the Λ and μ of its float64 solution, not with
-        # ∇L at the rounded point: on an ill-conditioned face the multipliers cancel most of Xᵀ D_b Λ, and the
-        # rounding moved that residual by 7e-4 α (breast cancer standardised, alpha 1e-3 × alpha_max: relative
-        # gap 2.9e-4 → 4.2e-6, the primal cost of the rounding, with NNLS repairs no longer needed)
+    if Lam is None and (ipm_lams or point_lams or out_dtype != torch.float64):
+        # the loss-dual candidate: the interior-point method's Λ where it certified a column, ∇L at the active-set
+        # point before its lift where that method solved it (_point_lam), else ∇L at the float64 solution. A float32
+        # result is certified with the Λ and μ of its float64 solution, not with ∇L at the rounded point: on an
+        # ill-conditioned face the multipliers cancel most of Xᵀ D_b Λ, and the rounding moved that residual by
+        # 7e-4 α (breast cancer standardised, alpha 1e-3 × alpha_max: relative gap 2.9e-4 → 4.2e-6, the primal
+        # cost of the rounding, with NNLS repairs no longer needed)
         Lam = losses.grad(pb.loss, operators.forward(pb.X, pb.D, Vo - Wo if relu else Vo), pb.Y)
-        for k, lam_k in ipm_lams.items():
+        for k, lam_k in (ipm_lams | point_lams).items():
             Lam[:, k] = lam_k
     primal64 = None
     if out_dtype != torch.float64:
