@@ -3088,7 +3088,7 @@ def polish(
                 if solver2 is not None and lami is not None and out is not None:
                     # rounded to the caller's precision, a point on a degenerate vertex (many rows at zero slack) can
                     # cost far more than an interior one: the column keeps whichever rounds better
-                    lam_a = losses.grad(col.loss, col.pred(solver2.x)[:, None], col.y[:, None])[:, 0]
+                    lam_a = _point_lam(col, solver2.x)
                     if rounded(xi, lami, muc).relative_gap < rounded(solver2.x, lam_a,
                                                                      solver2.multipliers_dense()).relative_gap:
                         info.notes.append(f"active-set: its point rounds to {out_dtype} worse than the interior-point "
