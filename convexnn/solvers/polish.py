@@ -2655,7 +2655,7 @@ def _point_lam(col: _Column, x: torch.Tensor) -> torch.Tensor:
     Taken at x, not at its lift to the cone: the KKT conditions hold at x, and on unscaled features Λ's residuals
     amplify the lift's rounding-level move (adult raw, logistic: a 4.5e-13 change of x moved Xᵀ D_b Λ by 2.5e-5,
     2.5% of α, and a zero block's least residual from 0.999997 α to 1.0003 α: relative gap 1.3e-5 instead of
-    2.6e-9). Any Λ gives a valid bound; this one is tight where the method converged."""
+    1.25e-9). Any Λ gives a valid bound; this one is tight where the method converged."""
     return _loss_grad(col.loss, col.pred(x), col.y)
 
 
