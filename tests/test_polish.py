@@ -54,16 +54,22 @@ def _bound_at(pb, lam, mu):
                                               mu[P:].T[:, :, None], pb.alpha, pb.loss).sum())
 
 
+def _assert_feasible_point(pb, V, W, cert):
+    """(C): V and W satisfy their cone constraints exactly; the certificate's primal is the objective at (V, W)."""
+    assert float(operators.cone(pb.X, pb.D, V).min()) >= 0.0
+    assert float(operators.cone(pb.X, pb.D, W).min()) >= 0.0
+    assert cert.primal == pytest.approx(float(pb.objective(V, W).sum()), rel=1e-12)
+
+
 def _check(pb, V, W, cert, opt, rel=1e-6):
     """Feasible, objective ≈ opt, certificate valid and tight."""
     if pb.kind == "relu":
-        assert float(operators.cone(pb.X, pb.D, V).min()) >= 0.0
-        assert float(operators.cone(pb.X, pb.D, W).min()) >= 0.0
+        _assert_feasible_point(pb, V, W, cert)
         obj = float(pb.objective(V, W).sum())
     else:
         assert W is None
         obj = float(pb.objective(V).sum())
-    assert cert.primal == pytest.approx(obj, rel=1e-12)
+        assert cert.primal == pytest.approx(obj, rel=1e-12)
     assert abs(obj - opt) <= rel * abs(opt)
     assert cert.gap >= 0.0
     assert cert.dual <= opt + 1e-9 * max(1.0, abs(opt)), "the dual bound may never exceed the optimum"
@@ -117,9 +123,7 @@ def test_relu_logistic_certificate(breast_cancer):
     pb = _problem(breast_cancer, "relu", "logistic")
     res = admm(pb, tol=1e-6, max_iter=300)
     V, W, cert = polish(pb, res.V, res.W, certificate=res.certificate)
-    assert float(operators.cone(pb.X, pb.D, V).min()) >= 0.0
-    assert float(operators.cone(pb.X, pb.D, W).min()) >= 0.0
-    assert cert.primal == pytest.approx(float(pb.objective(V, W).sum()), rel=1e-12)
+    _assert_feasible_point(pb, V, W, cert)
     assert 0.0 <= cert.relative_gap <= 1e-8
 
 
@@ -146,9 +150,7 @@ def test_active_set_certificate_takes_the_loss_dual_at_its_point():
     res = admm(pb, tol=1e-6, max_iter=300)
     V, W, cert, info = polish(pb, res.V, res.W, certificate=res.certificate, return_info=True)
     assert "active-set" in info.method and info.converged
-    assert float(operators.cone(pb.X, pb.D, V).min()) >= 0.0
-    assert float(operators.cone(pb.X, pb.D, W).min()) >= 0.0
-    assert cert.primal == pytest.approx(float(pb.objective(V, W).sum()), rel=1e-12)
+    _assert_feasible_point(pb, V, W, cert)
     assert 0.0 <= cert.relative_gap <= 1e-11
     at_lift, _ = dual_certificate(pb, V, W, nnls_method="scipy")
     assert at_lift.relative_gap > 10 * cert.relative_gap
@@ -604,10 +606,8 @@ def test_ipm_with_gap_target_against_cvxpy(breast_cancer, loss):
     assert cert.primal <= opt + 2e-6 * abs(opt)  # not worse than Clarabel beyond the target
     # Clarabel's exponential-cone (logistic) optima are themselves only good to a few 1e-6
     assert abs(cert.primal - opt) <= (2e-6 if loss == "squared" else 1e-5) * abs(opt)
-    assert float(operators.cone(pb.X, pb.D, V).min()) >= 0.0
-    assert float(operators.cone(pb.X, pb.D, W).min()) >= 0.0
     # the certificate is the project's own bound at the returned point
-    assert cert.primal == pytest.approx(float(pb.objective(V, W).sum()), rel=1e-12)
+    _assert_feasible_point(pb, V, W, cert)
 
 
 def test_active_set_stopped_short_but_certified_meets_the_gap_target(breast_cancer):
