@@ -3,8 +3,8 @@
 Problems: 11 PMLB binary tables (at most 400 rows, seed 0; label +1 for the largest class code), X raw and
 standardised, an intercept column, 50 Gaussian gates (seed 0), squared loss, alpha 1e-3. For each value of
 ``--mu-start`` it runs ``polish(problem, 0, 0, method="ipm", gap_target=1e-6)`` with
-``convexnn.solvers.polish.IPM_MU_START`` set to it and records the interior-point iterations and the relative gap
-it certified (``PolishInfo.ipm_gap``; > 1e-4 counts as a failure).
+``convexnn.solvers.newton.interior_point.IPM_MU_START`` set to it and records the interior-point iterations and
+the relative gap it certified (``PolishInfo.ipm_gap``; > 1e-4 counts as a failure).
 
     python benchmarks/bench_ipm_start.py --out results/ipm_start.json
 """
@@ -12,7 +12,6 @@ it certified (``PolishInfo.ipm_gap``; > 1e-4 counts as a failure).
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 
 import numpy as np
@@ -20,10 +19,10 @@ import torch
 from _common import emit, machine_info, pmlb_at_most, standardise
 from threadpoolctl import threadpool_limits
 
+import convexnn.solvers.newton as newton
 from convexnn.ops.patterns import add_intercept, patterns_from_gates, sample_gates
 from convexnn.solvers.problem import ConvexProblem
 
-polish_mod = importlib.import_module("convexnn.solvers.polish")
 TABLES = ["magic", "spambase", "chess", "tic_tac_toe", "monk1", "ionosphere", "spectf", "sonar", "waveform_21",
           "adult", "mushroom"]
 
@@ -51,17 +50,17 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    default = polish_mod.IPM_MU_START
+    default = newton.interior_point.IPM_MU_START
     runs = []
     with threadpool_limits(args.threads):
         cases = list(problems(args.n))
         for value in args.mu_start:
-            polish_mod.IPM_MU_START = value
+            newton.interior_point.IPM_MU_START = value
             rows = []
             for name, scale, pb in cases:
                 z = pb.zeros()
                 t0 = time.perf_counter()
-                _, _, _, info = polish_mod.polish(pb, z, z.clone(), method="ipm", gap_target=1e-6, return_info=True)
+                _, _, _, info = newton.polish(pb, z, z.clone(), method="ipm", gap_target=1e-6, return_info=True)
                 rows.append({"data": name, "scale": scale, "n": pb.n, "d": pb.d, "P": pb.P,
                              "ipm_iterations": info.ipm_iterations, "ipm_gap": info.ipm_gap,
                              "seconds": time.perf_counter() - t0})
@@ -69,7 +68,7 @@ def main() -> None:
                          "failures": sum(not r["ipm_gap"] <= 1e-4 for r in rows), "rows": rows})
             print(f"mu_start {value:g}: {runs[-1]['iterations_total']} iterations, {runs[-1]['failures']} failures",
                   flush=True)
-    polish_mod.IPM_MU_START = default
+    newton.interior_point.IPM_MU_START = default
     emit({"benchmark": "ipm_start", "machine": machine_info(), "settings": vars(args), "default": default,
           "runs": runs}, args.out)
 

@@ -49,7 +49,7 @@ from _common import emit, machine_info
 from convexnn.datasets import load_fashion_mnist, to_pm1
 from convexnn.ops import operators
 from convexnn.ops.patterns import add_intercept, patterns_from_gates, sample_gates
-from convexnn.solvers.polish import ipm_cost, polish
+from convexnn.solvers.newton import ipm_cost, polish
 from convexnn.solvers.problem import ConvexProblem
 
 admm_mod = importlib.import_module("convexnn.solvers.admm")

@@ -6,6 +6,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_info
 
+import convexnn.solvers.newton as newton
 from convexnn._config import SMALL_WORK, available_cores, num_threads
 
 
@@ -131,21 +132,19 @@ def test_output_columns_run_side_by_side_only_on_cores_the_threads_leave_idle(tw
 def test_a_default_multiclass_fit_polishes_its_columns_on_the_idle_cores(two_torch_threads, monkeypatch):
     """ConvexReLUClassifier without n_threads on wine (three classes, a small program) hands polish two workers where
     two cores are free, and gives the same network as with n_threads=1 (one column at a time)."""
-    import importlib
 
     from sklearn.datasets import load_wine
 
     from convexnn import ConvexReLUClassifier
 
-    polish_mod = importlib.import_module("convexnn.solvers.polish")
     seen = []
-    real = polish_mod.column_workers
+    real = newton.driver.column_workers
 
     def column_workers(columns):
         seen.append(real(columns))
         return seen[-1]
 
-    monkeypatch.setattr(polish_mod, "column_workers", column_workers)
+    monkeypatch.setattr(newton.driver, "column_workers", column_workers)
     X, y = load_wine(return_X_y=True)
     X = (X - X.mean(0)) / X.std(0)
     a = ConvexReLUClassifier(n_patterns=10, random_state=0).fit(X, y)

@@ -1,6 +1,5 @@
 """The scikit-learn estimators: API, recovered network, inputs, errors."""
 
-import sys
 import warnings
 
 import numpy as np
@@ -12,6 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import check_estimator
 
 import convexnn
+import convexnn.solvers.newton as newton
 from convexnn import ConvexReLUClassifier, ConvexReLURegressor
 from convexnn.baselines import nonconvex_objective
 
@@ -294,13 +294,13 @@ def test_default_estimators_certify_raw_adult_and_house_prices(monkeypatch):
     now that the certificate takes Λ at that method's point, not at its lift to the cone (1.1e-5 before)."""
     from convexnn.datasets import load_pmlb
 
-    PL = sys.modules["convexnn.solvers.polish"]
     X, y = load_pmlb("adult", n=600, seed=0)
     m = _no_convergence_warning_fit(ConvexReLUClassifier(n_threads=1, random_state=0), X, y)
     assert 0.0 <= m.certificate_.gap and m.certificate_.relative_gap <= 1e-6
     assert [r["relative_gap"] for r in m.history_ if r.get("stage") == "ipm"][-1] <= 1e-6
     with monkeypatch.context() as mp:  # the factored directions as they are
-        mp.setattr(PL._IPMSystem, "solve_checked", lambda self, r, refine=1: (self.solve(r, refine), 0.0))
+        mp.setattr(newton.newton_system._IPMSystem, "solve_checked",
+                   lambda self, r, refine=1: (self.solve(r, refine), 0.0))
         m = ConvexReLUClassifier(n_threads=1, random_state=0).fit(X, y)
         assert [r["relative_gap"] for r in m.history_ if r.get("stage") == "ipm"][-1] > 1e-2
         assert 0.0 <= m.certificate_.gap and m.certificate_.relative_gap <= 1e-6
@@ -318,10 +318,9 @@ def test_auto_runs_the_interior_point_method_once(monkeypatch):
     from its own point, so it only repeated itself."""
     from convexnn.datasets import load_pmlb
 
-    PL = sys.modules["convexnn.solvers.polish"]
     calls = []
-    ipm = PL._ipm
-    monkeypatch.setattr(PL, "_ipm", lambda *a, **k: calls.append(1) or ipm(*a, **k))
+    ipm = newton.interior_point._ipm
+    monkeypatch.setattr(newton.driver, "_ipm", lambda *a, **k: calls.append(1) or ipm(*a, **k))
     X, y = load_pmlb("adult", n=600, seed=0)
     with pytest.warns(ConvergenceWarning):
         m = ConvexReLUClassifier(loss="logistic", n_threads=1, random_state=0).fit(X, y)

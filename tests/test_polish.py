@@ -1,4 +1,4 @@
-"""Active-set Newton polishing (convexnn.solvers.polish) on issue 2's problems: breast cancer (±1
+"""Active-set Newton polishing (convexnn.solvers.newton) on issue 2's problems: breast cancer (±1
 labels) and diabetes (standardised), alpha = 1e-3, 40 Gaussian gates (seed 0), float64. The hinge loss
 (barrier method + reduced Newton) on small breast-cancer subsets against CVXPY.
 
@@ -10,17 +10,17 @@ optimum.
 
 import dataclasses
 import math
-import sys
 import time
 
 import pytest
 import torch
 from sklearn.datasets import load_breast_cancer
 
+import convexnn.solvers.newton as newton
 from convexnn.ops import certificates, operators, soc
 from convexnn.ops.patterns import add_intercept, patterns_from_gates, sample_gates
 from convexnn.solvers.admm import admm
-from convexnn.solvers.polish import dual_certificate, polish
+from convexnn.solvers.newton import dual_certificate, polish
 from convexnn.solvers.problem import Certificate, ConvexProblem
 
 ALPHA = 1e-3
@@ -284,26 +284,25 @@ def test_hinge_ipm_direction_solves_the_unreduced_newton_system(breast_cancer):
         μ ds + s dμ = −F_c,  π₀ dξ + ξ dπ₀ = −F₀,  π₁ de + e dπ₁ = −F₁,  λ̂ ∘ (W (0, dz) + W⁻¹ (dt, dx)) = r
     at random positive variables, random norm-cone pairs (t, x), (α, z) strictly inside their cones, residuals and
     targets."""
-    PL = sys.modules["convexnn.solvers.polish"]
 
     pb = _hinge_problem(breast_cancer, "relu", 40, 3)
-    col = PL._Column(pb, 0)
+    col = newton.column._Column(pb, 0)
     n, d, nb = col.n, col.d, col.nb
     g = torch.Generator().manual_seed(5)
     t, x, z = _interior_cone_pairs(col, g)
-    cones = PL._NormCones(t, x, z, col.alpha)
+    cones = newton.interior_point._NormCones(t, x, z, col.alpha)
     xi, e, pi0, pi1 = _positive(g, n), _positive(g, n), _positive(g, n) / n, _positive(g, n) / n
     s, mu, rp, Fc = _positive(g, nb, n), _positive(g, nb, n), _normal(g, nb, n), _normal(g, nb, n)
-    S = cones.block() + PL._weighted_grams(col.X, None, mu / s)
+    S = cones.block() + newton.newton_system._weighted_grams(col.X, None, mu / s)
     th0, th1 = pi0 / xi, pi1 / e
     om = th0 * th1 / (th0 + th1)
-    system = PL._IPMSystem(col, S, om)
+    system = newton.newton_system._IPMSystem(col, S, om)
     assert system.ok
     rd, rxi, re, F0, F1 = _normal(g, nb, d), _normal(g, n) / n, _normal(g, n), _normal(g, n) / n, _normal(g, n) / n
     r = (_normal(g, nb), _normal(g, nb, d))
-    (dx, dt, dz, dxi, de, dpi0, dpi1, ds, dmu), ap, ad = PL._hinge_ipm_direction(
+    (dx, dt, dz, dxi, de, dpi0, dpi1, ds, dmu), ap, ad = newton.hinge._hinge_ipm_direction(
         system, col, (x, t, z, xi, e, pi0, pi1, s, mu), (rd, rxi, re, rp), om, (Fc, F0, F1), cones, r, refine=2,
-        scratch=PL._Scratch(s.shape, s.dtype, s.device))
+        scratch=newton.interior_point._Scratch(s.shape, s.dtype, s.device))
     y = col.y
     lhs = -col.block_grad(y * dpi1) - (col.Sg * dmu) @ col.X - dz
     comp = _scaled_complementarity(cones, dt, dx, dz)
@@ -321,11 +320,10 @@ def test_hinge_ipm_direction_solves_the_unreduced_newton_system(breast_cancer):
 def test_hinge_ipm_certifies_a_bracket_of_the_optimum(breast_cancer):
     """The hinge interior-point method on its own (the barrier method's start for (C)): a certified point with
     relative gap ≤ 1e-3 whose certificate brackets CVXPY's optimum."""
-    PL = sys.modules["convexnn.solvers.polish"]
 
     pb = _hinge_problem(breast_cancer, "relu", 150, 8)
-    info = PL.PolishInfo()
-    x, mu, u, prim, dual = PL._hinge_ipm(PL._Column(pb, 0), info, gap_tol=1e-3)
+    info = newton.PolishInfo()
+    x, mu, u, prim, dual = newton.hinge._hinge_ipm(newton.column._Column(pb, 0), info, gap_tol=1e-3)
     opt = _cvxpy_reference(pb)
     assert (prim - dual) / prim <= 1e-3
     assert dual <= opt * (1 + 1e-6) and prim >= opt * (1 - 1e-6)
@@ -337,12 +335,11 @@ def test_hinge_ipm_goes_on_past_max_iter_while_on_course(breast_cancer):
     """Past max_iter the hinge interior-point method goes on (up to long_iter) only while its complementarity falls
     fast enough to reach gap_tol by long_iter: then it ends where the uncapped run ends; cut at max_iter, or with a
     long_iter too close, it stops there (with a note) before certifying anything."""
-    PL = sys.modules["convexnn.solvers.polish"]
     pb = _hinge_problem(breast_cancer, "relu", 150, 8)
 
     def run(**kw):
-        info = PL.PolishInfo()
-        out = PL._hinge_ipm(PL._Column(pb, 0), info, gap_tol=1e-3, **kw)
+        info = newton.PolishInfo()
+        out = newton.hinge._hinge_ipm(newton.column._Column(pb, 0), info, gap_tol=1e-3, **kw)
         return out, info
 
     (x, _, _, prim, dual), info = run(max_iter=100)
@@ -359,10 +356,9 @@ def test_hinge_ipm_goes_on_past_max_iter_while_on_course(breast_cancer):
 def test_hinge_barrier_from_the_gates_when_the_ipm_start_fails(breast_cancer, monkeypatch):
     """(C): when the interior-point start certifies nothing (here: one iteration allowed), the barrier method runs
     from the gates as it did alone, to the same optimum; the info says so. With the start, fewer Newton steps."""
-    PL = sys.modules["convexnn.solvers.polish"]
     pb = _hinge_problem(breast_cancer, "relu", 150, 8)
     V, W, cert, info = polish(pb, pb.zeros(), pb.zeros(), return_info=True)
-    monkeypatch.setattr(PL, "HINGE_IPM_MAX_ITER", 1)
+    monkeypatch.setattr(newton.driver, "HINGE_IPM_MAX_ITER", 1)
     V1, W1, cert1, info1 = polish(pb, pb.zeros(), pb.zeros(), return_info=True)
     assert any("hinge ipm: nothing certified; barrier method from the gates" in s for s in info1.notes)
     assert not any("hinge ipm" in s for s in info.notes)
@@ -416,16 +412,16 @@ def test_hinge_barrier_on_raw_features_checks_its_newton_directions(monkeypatch)
     a failed centering (it once counted it as centred, and shrank τ on from a point whose certificate then
     collapsed); with :meth:`_IPMSystem.solve_checked` solving the whole matrix there, it goes on to a certified
     point a hundred times better."""
-    PL = sys.modules["convexnn.solvers.polish"]
     X, y = load_breast_cancer(return_X_y=True)
-    col = PL._Column(_hinge_problem((X, 2.0 * y - 1.0), "relu", 150, 8), 0)
-    x, mu, u, _ = PL._hinge_barrier(col, PL.PolishInfo(), gap_tol=1e-10)
-    checked = PL._hinge_gap(col, x, mu, u)
+    col = newton.column._Column(_hinge_problem((X, 2.0 * y - 1.0), "relu", 150, 8), 0)
+    x, mu, u, _ = newton.hinge._hinge_barrier(col, newton.PolishInfo(), gap_tol=1e-10)
+    checked = newton.hinge._hinge_gap(col, x, mu, u)
     with monkeypatch.context() as m:
-        m.setattr(PL._IPMSystem, "solve_checked", lambda self, r, refine=1: (self.solve(r, refine), 0.0))
-        info = PL.PolishInfo()
-        x, mu, u, _ = PL._hinge_barrier(col, info, gap_tol=1e-10)
-    factored = PL._hinge_gap(col, x, mu, u)
+        m.setattr(newton.newton_system._IPMSystem, "solve_checked",
+                  lambda self, r, refine=1: (self.solve(r, refine), 0.0))
+        info = newton.PolishInfo()
+        x, mu, u, _ = newton.hinge._hinge_barrier(col, info, gap_tol=1e-10)
+    factored = newton.hinge._hinge_gap(col, x, mu, u)
     assert "hinge barrier: the Newton direction is not a descent direction (rounding)" in info.notes
     assert factored > 1e-3 and checked < 1e-2 * factored
 
@@ -433,11 +429,10 @@ def test_hinge_barrier_on_raw_features_checks_its_newton_directions(monkeypatch)
 def test_hinge_reduced_newton_by_lu_matches_least_squares(breast_cancer, monkeypatch):
     """The reduced Newton step solves its KKT systems by LU where they are clearly regular, by minimum-norm least
     squares elsewhere: from the same barrier point, least squares throughout reaches the same point."""
-    PL = sys.modules["convexnn.solvers.polish"]
     pb = _hinge_problem(breast_cancer, "relu", 150, 8)
-    col = PL._Column(pb, 0)
-    x, mu, u, tau = PL._hinge_barrier(col, PL.PolishInfo(), gap_tol=1e-5)
-    regular = PL._regular_lu_solve
+    col = newton.column._Column(pb, 0)
+    x, mu, u, tau = newton.hinge._hinge_barrier(col, newton.PolishInfo(), gap_tol=1e-5)
+    regular = newton.hinge._regular_lu_solve
     used = []
 
     def counted(J, rhs):
@@ -445,14 +440,14 @@ def test_hinge_reduced_newton_by_lu_matches_least_squares(breast_cancer, monkeyp
         used.append(out is not None)
         return out
 
-    monkeypatch.setattr(PL, "_regular_lu_solve", counted)
-    x1, p1, mu1 = PL._hinge_reduced(col, x, mu, u, tau, PL.PolishInfo())
+    monkeypatch.setattr(newton.hinge, "_regular_lu_solve", counted)
+    x1, p1, mu1 = newton.hinge._hinge_reduced(col, x, mu, u, tau, newton.PolishInfo())
     assert any(used)
-    monkeypatch.setattr(PL, "_regular_lu_solve", lambda J, rhs: None)
-    x2, p2, mu2 = PL._hinge_reduced(col, x, mu, u, tau, PL.PolishInfo())
+    monkeypatch.setattr(newton.hinge, "_regular_lu_solve", lambda J, rhs: None)
+    x2, p2, mu2 = newton.hinge._hinge_reduced(col, x, mu, u, tau, newton.PolishInfo())
     assert torch.allclose(x1, x2, rtol=1e-8, atol=1e-10 * float(x1.abs().max()))
     assert torch.allclose(p1, p2, atol=1e-8) and torch.allclose(mu1, mu2, rtol=1e-6, atol=1e-10)
-    assert PL._hinge_repaired_gap(col, x1, mu1, p1 / col.n) <= 1e-8  # from the barrier point's 1e-5
+    assert newton.hinge._hinge_repaired_gap(col, x1, mu1, p1 / col.n) <= 1e-8  # from the barrier point's 1e-5
 
 
 def _reduced_kkt(g: torch.Generator, sizes: list[int], ne: int, bn: torch.Tensor | None = None,
@@ -478,13 +473,12 @@ def test_hinge_eliminated_kkt_step_solves_the_whole_system():
     """The reduced hinge Newton step from the block-eliminated (ne + nb) system is the whole (mz + ne) system's:
     its solution where J is regular (against torch.linalg.solve), and a solution where J is singular and the
     system consistent (two kink rows equal: the multipliers are not unique), the whole system's least squares' one."""
-    PL = sys.modules["convexnn.solvers.polish"]
     g = torch.Generator().manual_seed(5)
     sizes = [3, 5, 4, 2]
     bn, zh, G, r1, r2, J = _reduced_kkt(g, sizes, 6)
     mz = sum(sizes)
     exact = torch.linalg.solve(J, torch.cat([r1, r2])[:, None])[:, 0]
-    steps = list(PL._hinge_eliminated_kkt(sizes, bn, zh, 0.3, G, r1, r2))
+    steps = list(newton.hinge._hinge_eliminated_kkt(sizes, bn, zh, 0.3, G, r1, r2))
     assert len(steps) == 2  # the LU step (the small system is regular), then the least-squares one
     for step in steps:
         assert torch.allclose(step, exact, rtol=1e-9, atol=1e-11)
@@ -492,11 +486,11 @@ def test_hinge_eliminated_kkt_step_solves_the_whole_system():
     G[1], r2[1] = G[0], r2[0]
     J[mz + 1, :mz], J[:mz, mz + 1] = G[0], -G[0]
     rhs = torch.cat([r1, r2])[:, None]
-    assert PL._regular_lu_solve(J, rhs) is None
-    steps = list(PL._hinge_eliminated_kkt(sizes, bn, zh, 0.3, G, r1, r2))
+    assert newton.hinge._regular_lu_solve(J, rhs) is None
+    steps = list(newton.hinge._hinge_eliminated_kkt(sizes, bn, zh, 0.3, G, r1, r2))
     assert len(steps) == 1  # no LU step: the minimum-norm least squares in (dν, s)
     assert float((J @ steps[0] - rhs[:, 0]).abs().max()) <= 1e-10 * float(rhs.abs().max())
-    whole = list(PL._hinge_whole_kkt(sizes, bn, zh, 0.3, G, r1, r2))
+    whole = list(newton.hinge._hinge_whole_kkt(sizes, bn, zh, 0.3, G, r1, r2))
     assert float((J @ whole[-1] - rhs[:, 0]).abs().max()) <= 1e-10 * float(rhs.abs().max())
     # J's null space is (0, e₀ − e₁): both minimum norms split the two multipliers equally, the same step
     assert torch.allclose(steps[0], whole[-1], rtol=1e-9, atol=1e-11)
@@ -508,15 +502,14 @@ def test_hinge_eliminated_kkt_step_on_badly_scaled_systems():
     J singular (two equal kink rows). The eliminated system, equilibrated, gives the whole system's minimum-norm
     step (unequilibrated, its SVD least squares drops the constraint directions as rounding: a step 100% off,
     leaving 13% of the residual)."""
-    PL = sys.modules["convexnn.solvers.polish"]
     sizes = [4, 6, 3, 5, 4]
     bn = 0.3 * 10.0 ** torch.linspace(-5.0, 5.0, len(sizes), dtype=torch.float64)
     bn, zh, G, r1, r2, J = _reduced_kkt(torch.Generator().manual_seed(6), sizes, 12, bn=bn, g_scale=1e3)
     mz = sum(sizes)
     G[1], r2[1] = G[0], r2[0]
     J[mz + 1, :mz], J[:mz, mz + 1] = G[0], -G[0]
-    whole = list(PL._hinge_whole_kkt(sizes, bn, zh, 0.3, G, r1, r2))[-1]
-    steps = list(PL._hinge_eliminated_kkt(sizes, bn, zh, 0.3, G, r1, r2))
+    whole = list(newton.hinge._hinge_whole_kkt(sizes, bn, zh, 0.3, G, r1, r2))[-1]
+    steps = list(newton.hinge._hinge_eliminated_kkt(sizes, bn, zh, 0.3, G, r1, r2))
     assert len(steps) == 1  # singular: least squares only
     assert float((steps[0] - whole).norm()) <= 1e-7 * float(whole.norm())
 
@@ -524,17 +517,17 @@ def test_hinge_eliminated_kkt_step_on_badly_scaled_systems():
 def test_hinge_reduced_newton_eliminated_matches_whole_system(breast_cancer, monkeypatch):
     """From the same barrier point, the reduced Newton finish reaches the same point with the block-eliminated
     steps as with the whole system's steps only; a deadline already passed stops it before its first step."""
-    PL = sys.modules["convexnn.solvers.polish"]
-    col = PL._Column(_hinge_problem(breast_cancer, "relu", 150, 8), 0)
-    x, mu, u, tau = PL._hinge_barrier(col, PL.PolishInfo(), gap_tol=1e-5)
-    x1, p1, mu1 = PL._hinge_reduced(col, x, mu, u, tau, PL.PolishInfo())
-    monkeypatch.setattr(PL, "_hinge_eliminated_kkt", lambda *args: iter(()))
-    x2, p2, mu2 = PL._hinge_reduced(col, x, mu, u, tau, PL.PolishInfo())
+    col = newton.column._Column(_hinge_problem(breast_cancer, "relu", 150, 8), 0)
+    x, mu, u, tau = newton.hinge._hinge_barrier(col, newton.PolishInfo(), gap_tol=1e-5)
+    x1, p1, mu1 = newton.hinge._hinge_reduced(col, x, mu, u, tau, newton.PolishInfo())
+    monkeypatch.setattr(newton.hinge, "_hinge_eliminated_kkt", lambda *args: iter(()))
+    x2, p2, mu2 = newton.hinge._hinge_reduced(col, x, mu, u, tau, newton.PolishInfo())
     assert torch.allclose(x1, x2, rtol=1e-8, atol=1e-10 * float(x1.abs().max()))
     assert torch.allclose(p1, p2, atol=1e-8) and torch.allclose(mu1, mu2, rtol=1e-6, atol=1e-10)
-    assert PL._hinge_repaired_gap(col, x1, mu1, p1 / col.n) <= 1e-8
-    info = PL.PolishInfo()
-    PL._hinge_reduced(col, x, mu, u, tau, info, deadline=PL._Deadline(time.perf_counter() - 1.0))
+    assert newton.hinge._hinge_repaired_gap(col, x1, mu1, p1 / col.n) <= 1e-8
+    info = newton.PolishInfo()
+    past = newton.diagnostics._Deadline(time.perf_counter() - 1.0)
+    newton.hinge._hinge_reduced(col, x, mu, u, tau, info, deadline=past)
     assert info.newton_iterations == 0
 
 
@@ -542,8 +535,7 @@ def test_hinge_barrier_skips_the_finish_once_certified(breast_cancer):
     """The reduced Newton finish is only tried on a barrier point not yet certified to the target: with a target the
     barrier's own points reach, it is never called (it costs more than the barrier stages: 19 s of spambase
     standardised's 50 s went to one finish after such a point)."""
-    PL = sys.modules["convexnn.solvers.polish"]
-    col = PL._Column(_hinge_problem(breast_cancer, "relu", 150, 8), 0)
+    col = newton.column._Column(_hinge_problem(breast_cancer, "relu", 150, 8), 0)
     calls = []
 
     def finish(x, mu, u, tau):
@@ -551,25 +543,24 @@ def test_hinge_barrier_skips_the_finish_once_certified(breast_cancer):
         return x, mu, u, math.inf
 
     # the finish is due from a gap of 1e-4, where the barrier's point is certified to the target already
-    PL._hinge_barrier(col, PL.PolishInfo(), gap_tol=1e-4, finish=finish, finish_from=1e-4)
+    newton.hinge._hinge_barrier(col, newton.PolishInfo(), gap_tol=1e-4, finish=finish, finish_from=1e-4)
     assert not calls
-    PL._hinge_barrier(col, PL.PolishInfo(), gap_tol=1e-8, finish=finish, finish_from=1e-4)
+    newton.hinge._hinge_barrier(col, newton.PolishInfo(), gap_tol=1e-8, finish=finish, finish_from=1e-4)
     assert calls
 
 
 def test_regular_lu_solve_refuses_singular_systems():
     """LU's solution for a regular matrix, None for a numerically singular one (where least squares must choose
     among the solutions) and for an exactly singular one."""
-    PL = sys.modules["convexnn.solvers.polish"]
     g = torch.Generator().manual_seed(1)
     A = torch.randn((30, 30), generator=g, dtype=torch.float64)
     b = torch.randn((30, 1), generator=g, dtype=torch.float64)
-    assert torch.allclose(PL._regular_lu_solve(A, b), torch.linalg.solve(A, b)[:, 0], rtol=1e-10, atol=1e-12)
+    assert torch.allclose(newton.hinge._regular_lu_solve(A, b), torch.linalg.solve(A, b)[:, 0], rtol=1e-10, atol=1e-12)
     B = torch.randn((30, 29), generator=g, dtype=torch.float64)
     singular = B @ torch.randn((29, 30), generator=g, dtype=torch.float64)  # rank 29, up to rounding
-    assert PL._regular_lu_solve(singular, b) is None
+    assert newton.hinge._regular_lu_solve(singular, b) is None
     A[:, 3] = 0.0
-    assert PL._regular_lu_solve(A, b) is None
+    assert newton.hinge._regular_lu_solve(A, b) is None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -633,15 +624,13 @@ def test_ipm_with_centrality_correctors_against_cvxpy(breast_cancer):
     """The interior-point method with and without Gondzio's centrality correctors (the default: two for the
     squared loss on costly iterations, one elsewhere): both certify the CVXPY + Clarabel optimum; the certificate
     it reports is the project's bound at its point; the iterate of lowest objective is not above it."""
-    import importlib
 
-    polish_mod = importlib.import_module("convexnn.solvers.polish")
     pb = _small_relu(breast_cancer, "squared", 150, 12)
     opt = _cvxpy_optimum(pb)
-    col = polish_mod._Column(pb, 0)
+    col = newton.column._Column(pb, 0)
     for correctors in (0, 2):
-        x, _, _, gap, lam, mu_c, xl, _ = polish_mod._ipm(col, polish_mod.PolishInfo(), gap_tol=1e-7,
-                                                         correctors=correctors)
+        x, _, _, gap, lam, mu_c, xl, _ = newton.interior_point._ipm(col, newton.PolishInfo(), gap_tol=1e-7,
+                                                                    correctors=correctors)
         _, _, _, primal = col.repaired(x)
         dual = _bound_at(pb, lam, mu_c)
         assert gap == pytest.approx((primal - dual) / primal, rel=1e-9, abs=1e-15)
@@ -671,20 +660,19 @@ def test_solve_auto_relu_polishes_from_scratch(breast_cancer):
 def test_relu_dual_bound_matches_certificates_module(breast_cancer):
     """_relu_dual_bound (used inside the interior-point method) is certificates.dual_value_relu; with
     projected-gradient refinement it only tightens, and stays below the optimum."""
-    pm = sys.modules["convexnn.solvers.polish"]
     pb = _small_relu(breast_cancer, "logistic", 100, 8)
-    col = pm._Column(pb, 0)
+    col = newton.column._Column(pb, 0)
     gen = torch.Generator().manual_seed(0)
     lam = -0.5 * pb.Y[:, 0] / pb.n + 0.1 * torch.randn(pb.n, generator=gen, dtype=torch.float64) / pb.n
     mu = torch.rand((col.nb, pb.n), generator=gen, dtype=torch.float64) * 1e-3
     ref = float(certificates.dual_value_relu(pb.X, pb.D, pb.Y, lam[:, None], mu[:pb.P].T[:, :, None],
                                              mu[pb.P:].T[:, :, None], pb.alpha, pb.loss).sum())
-    b0, _, lam0 = pm._relu_dual_bound(col, lam, mu, steps=0)
+    b0, _, lam0 = newton.certificate._relu_dual_bound(col, lam, mu, steps=0)
     at_lam0 = float(certificates.dual_value_relu(pb.X, pb.D, pb.Y, lam0[:, None], mu[:pb.P].T[:, :, None],
                                                  mu[pb.P:].T[:, :, None], pb.alpha, pb.loss).sum())
     assert b0 == pytest.approx(at_lam0, rel=1e-12, abs=1e-15)
     assert b0 >= ref - 1e-15  # the Λ it used is the given one or its repair, whichever bounds higher
-    b1, mu1, lam1 = pm._relu_dual_bound(col, lam, mu, steps=50)
+    b1, mu1, lam1 = newton.certificate._relu_dual_bound(col, lam, mu, steps=50)
     assert b1 >= b0 - 1e-15
     again = float(certificates.dual_value_relu(pb.X, pb.D, pb.Y, lam1[:, None], mu1[:pb.P].T[:, :, None],
                                                mu1[pb.P:].T[:, :, None], pb.alpha, pb.loss).sum())
@@ -694,15 +682,14 @@ def test_relu_dual_bound_matches_certificates_module(breast_cancer):
 @pytest.mark.parametrize("rows,gates", [(60, 6), (300, 4)])  # mode "n" (n ≤ P·d) and mode "pd" (P·d < n)
 def test_ipm_newton_system_against_dense(breast_cancer, rows, gates):
     """_IPMSystem.solve (Woodbury through syrk + LAPACK Cholesky) against a dense solve of FᵀΛF + blockdiag S."""
-    pm = sys.modules["convexnn.solvers.polish"]
     pb = _small_relu(breast_cancer, "logistic", rows, gates)
-    col = pm._Column(pb, 0)
+    col = newton.column._Column(pb, 0)
     n, d, nb = pb.n, pb.d, col.nb
     gen = torch.Generator().manual_seed(1)
     A = torch.randn((nb, d, d), generator=gen, dtype=torch.float64)
     S = A @ A.transpose(1, 2) + 0.1 * torch.eye(d, dtype=torch.float64)
     lam = torch.rand(n, generator=gen, dtype=torch.float64) / n
-    system = pm._IPMSystem(col, S, lam)
+    system = newton.newton_system._IPMSystem(col, S, lam)
     assert system.ok and system.mode == ("n" if n <= pb.P * d else "pd")
     F = torch.cat([col.F(b) for b in range(nb)], dim=1)  # (n, nb·d): a = F vec(x)
     Hd = F.T @ (lam[:, None] * F) + torch.block_diag(*S)
@@ -722,15 +709,14 @@ def _random_newton_system(pb, gen, big):
     (≈ 1/n, times ``big`` on 30% of the rows), after checking that it factored in the mode newton_mode names and
     that its dense() is FᵀΛF + blockdiag S formed from F. Returns (system, r (nb, d) random, res(x): the relative
     residual ‖r − Hx‖/‖r‖ against that dense H, and res of a dense LU solve of the equilibrated H)."""
-    pm = sys.modules["convexnn.solvers.polish"]
-    col = pm._Column(pb, 0)
+    col = newton.column._Column(pb, 0)
     n, d, nb = pb.n, pb.d, col.nb
     F = torch.cat([col.F(b) for b in range(nb)], dim=1)  # (n, nb·d): a = F vec(x)
     A = torch.randn((nb, d, d), generator=gen, dtype=torch.float64)
     S = A @ A.transpose(1, 2) * 1e-3 + 1e-6 * torch.eye(d, dtype=torch.float64)
     lam = torch.rand(n, generator=gen, dtype=torch.float64) / n
     lam[torch.rand(n, generator=gen) < 0.3] *= big
-    system = pm._IPMSystem(col, S, lam)
+    system = newton.newton_system._IPMSystem(col, S, lam)
     assert system.ok and system.mode == ("n" if n <= pb.P * d else "pd")
     Hd = F.T @ (lam[:, None] * F) + torch.block_diag(*system.S)
     assert torch.allclose(system.dense(), Hd, rtol=1e-13, atol=1e-13 * float(Hd.abs().max()))
@@ -790,12 +776,11 @@ def test_ipm_newton_systems_share_the_constant_gram(breast_cancer, rows, gates):
     reference), and the kept Gram is not overwritten by the factorizations. With a constant Λ that mode is
     also taken for fewer rows than P·d, where its (P·d)³/3 flops an iteration are fewer than the Woodbury
     form's n²·P·d + n³/3."""
-    pm = sys.modules["convexnn.solvers.polish"]
     pb = _small_relu(breast_cancer, "squared", rows, gates)
-    col = pm._Column(pb, 0)
+    col = newton.column._Column(pb, 0)
     n, d, nb = pb.n, pb.d, col.nb
-    assert pm.newton_mode(n, d, pb.P, constant_lam=True) == "pd"
-    assert pm.newton_mode(n, d, pb.P) == ("pd" if n > pb.P * d else "n")
+    assert newton.newton_system.newton_mode(n, d, pb.P, constant_lam=True) == "pd"
+    assert newton.newton_system.newton_mode(n, d, pb.P) == ("pd" if n > pb.P * d else "n")
     gen = torch.Generator().manual_seed(5)
     lam = torch.full((n,), 1.0 / n, dtype=torch.float64)
     F = torch.cat([col.F(b) for b in range(nb)], dim=1)  # (n, nb·d): a = F vec(x)
@@ -803,23 +788,22 @@ def test_ipm_newton_systems_share_the_constant_gram(breast_cancer, rows, gates):
     for it in range(3):
         A = torch.randn((nb, d, d), generator=gen, dtype=torch.float64)
         S = A @ A.transpose(1, 2) + 10.0 ** (-it) * torch.eye(d, dtype=torch.float64)
-        system = pm._IPMSystem(col, S, lam, workspace, constant_lam=True)
+        system = newton.newton_system._IPMSystem(col, S, lam, workspace, constant_lam=True)
         assert system.ok and system.mode == "pd"
         Hd = F.T @ (lam[:, None] * F) + torch.block_diag(*S)
         r = torch.randn((nb, d), generator=gen, dtype=torch.float64)
         ref = torch.linalg.solve(Hd, r.reshape(-1)).reshape(nb, d)
         assert float((system.solve(r) - ref).abs().max()) <= 1e-8 * float(ref.abs().max())
-        gram = pm._pattern_gram(pb.X, pb.D, lam)
+        gram = newton.newton_system._pattern_gram(pb.X, pb.D, lam)
         assert torch.equal(workspace["gram"], gram)
     # without constant_lam nothing is kept (Λ changes from system to system: the logistic loss)
     other: dict = {}
-    assert pm._IPMSystem(col, S, lam, other).ok and "gram" not in other
+    assert newton.newton_system._IPMSystem(col, S, lam, other).ok and "gram" not in other
 
 
 def test_max_step_is_the_largest_feasible_step():
     """_max_step(v, dv) = the largest t in [0, 1] with v + t·dv ≥ 0 (against the ratio test written out), also
     with a zero entry of v (the fallback)."""
-    pm = sys.modules["convexnn.solvers.polish"]
     gen = torch.Generator().manual_seed(0)
     for case in range(6):
         v = torch.rand((7, 50), generator=gen, dtype=torch.float64) + 1e-3
@@ -828,18 +812,18 @@ def test_max_step_is_the_largest_feasible_step():
             v[2, 3], dv[2, 3] = 0.0, 0.0
         neg = dv < 0
         want = min(1.0, float((v[neg] / -dv[neg]).min())) if bool(neg.any()) else 1.0
-        got = pm._max_step(v, dv)
+        got = newton.interior_point._max_step(v, dv)
         assert got == pytest.approx(want, rel=1e-14)
         assert float((v + got * dv).min()) >= -1e-15 * float(v.max())
-    assert pm._max_step(torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)) == 1.0
+    one = torch.ones(4, dtype=torch.float64)
+    assert newton.interior_point._max_step(one, one) == 1.0
 
 
 def test_scratch_hands_out_only_unreferenced_arrays():
     """_Scratch.take returns an array nobody refers to (no other reference, no view of it), else a new one; the
     interior-point method relies on this to keep the best iterate's s and μ while reusing its (nb, n) arrays.
     (arrays[0] is the scratch's reference array, never handed out.)"""
-    pm = sys.modules["convexnn.solvers.polish"]
-    sc = pm._Scratch((3, 4), torch.float64, torch.device("cpu"))
+    sc = newton.interior_point._Scratch((3, 4), torch.float64, torch.device("cpu"))
     a = sc.take()
     b = sc.take()
     assert a is not b and len(sc.arrays) == 3
@@ -866,11 +850,10 @@ def test_scratch_hands_out_only_unreferenced_arrays():
 def test_column_pred_and_block_grad_follow_the_signed_patterns(breast_cancer, kind):
     """_Column.pred and block_grad (through the P patterns) against their definitions with the signed patterns
     Dm of the nb blocks: a = Σ_b Dm_b ⊙ (X x_b), c_b = Xᵀ(Dm_b ⊙ g)."""
-    pm = sys.modules["convexnn.solvers.polish"]
     pb = _small_relu(breast_cancer, "squared", 120, 5)
     if kind == "gated":
         pb = dataclasses.replace(pb, kind="gated")
-    col = pm._Column(pb, 0)
+    col = newton.column._Column(pb, 0)
     gen = torch.Generator().manual_seed(4)
     x = torch.randn((col.nb, pb.d), generator=gen, dtype=torch.float64)
     g = torch.randn(pb.n, generator=gen, dtype=torch.float64)
@@ -888,9 +871,8 @@ def test_ipm_newton_system_when_a_factorization_needs_a_shift(breast_cancer, mon
     _IPMSystem factors it with a small shift instead of giving up (K: each diagonal entry raised by a relative
     1e-14), and the refined solve still matches a dense solve of FᵀΛF + blockdiag S. The failure is simulated: the
     first, unshifted attempt is reported as failed."""
-    pm = sys.modules["convexnn.solvers.polish"]
     pb = _small_relu(breast_cancer, "squared", rows, gates)
-    col = pm._Column(pb, 0)
+    col = newton.column._Column(pb, 0)
     n, d, nb = pb.n, pb.d, col.nb
     calls = []
     if which == "M":
@@ -905,19 +887,19 @@ def test_ipm_newton_system_when_a_factorization_needs_a_shift(breast_cancer, mon
 
         monkeypatch.setattr(torch.linalg, "cholesky_ex", cholesky_ex)
     else:
-        class FailingOnce(pm._Chol):
+        class FailingOnce(newton.newton_system._Chol):
             def __init__(self, K):
                 super().__init__(K)
                 if not calls:
                     calls.append(float(K.diagonal().max()))
                     self.ok = False
 
-        monkeypatch.setattr(pm, "_Chol", FailingOnce)
+        monkeypatch.setattr(newton.newton_system, "_Chol", FailingOnce)
     gen = torch.Generator().manual_seed(2)
     A = torch.randn((nb, d, d), generator=gen, dtype=torch.float64)
     S = A @ A.transpose(1, 2) + 0.1 * torch.eye(d, dtype=torch.float64)
     lam = torch.rand(n, generator=gen, dtype=torch.float64) / n
-    system = pm._IPMSystem(col, S, lam)
+    system = newton.newton_system._IPMSystem(col, S, lam)
     assert calls and system.ok
     F = torch.cat([col.F(b) for b in range(nb)], dim=1)
     Hd = F.T @ (lam[:, None] * F) + torch.block_diag(*S)
@@ -931,7 +913,6 @@ def test_ipm_newton_system_when_a_factorization_needs_a_shift(breast_cancer, mon
 def test_pattern_gram_is_the_masked_gram(chunk):
     """_pattern_gram (pattern pairs × column pairs, no n × P·d array) equals F_vᵀ diag(λ) F_v formed densely,
     in every entry (both triangles), whatever the row chunking."""
-    pm = sys.modules["convexnn.solvers.polish"]
     gen = torch.Generator().manual_seed(3)
     n, d, P = 50, 6, 9
     X = torch.randn((n, d), generator=gen, dtype=torch.float64)
@@ -939,27 +920,26 @@ def test_pattern_gram_is_the_masked_gram(chunk):
     lam = torch.rand(n, generator=gen, dtype=torch.float64)
     Fv = (D[:, :, None] * X[:, None, :]).reshape(n, P * d)
     ref = Fv.T @ (lam[:, None] * Fv)
-    K = pm._pattern_gram(X, D, lam, chunk=chunk)
+    K = newton.newton_system._pattern_gram(X, D, lam, chunk=chunk)
     assert K.shape == (P * d, P * d)
     assert float((K - ref).abs().max()) <= 1e-13 * float(ref.abs().max())
 
 
 def test_gram_and_cholesky_helpers():
-    pm = sys.modules["convexnn.solvers.polish"]
     gen = torch.Generator().manual_seed(2)
     Z = torch.randn((80, 200), generator=gen, dtype=torch.float64)
-    K = pm._gram_rows(Z)
+    K = newton.newton_system._gram_rows(Z)
     ref = Z @ Z.T
     assert float((torch.tril(K) - torch.tril(ref)).abs().max()) <= 1e-12 * float(ref.abs().max())
     K.diagonal().add_(1.0)
-    ch = pm._Chol(K)
+    ch = newton.newton_system._Chol(K)
     assert ch.ok
     b = torch.randn((80, 3), generator=gen, dtype=torch.float64)
     x = ch.solve(b)
     ref.diagonal().add_(1.0)
     assert float((ref @ x - b).abs().max()) <= 1e-10
     bad = -torch.eye(70, dtype=torch.float64)
-    assert not pm._Chol(bad).ok
+    assert not newton.newton_system._Chol(bad).ok
 
 
 def test_polish_estimates_its_cost_before_allocating(breast_cancer):
@@ -968,7 +948,7 @@ def test_polish_estimates_its_cost_before_allocating(breast_cancer):
     iterations are over budget is not polished and says why; solve(auto) then keeps the first-order
     result, whose certificate is still valid (dual ≤ CVXPY's optimum ≤ primal), and reports the reason."""
     from convexnn.solvers import ipm_direct, solve
-    from convexnn.solvers.polish import ipm_cost
+    from convexnn.solvers.newton import ipm_cost
 
     pb = _small_relu(breast_cancer, "squared", 200, 10)
     flops, need = ipm_cost(pb.n, pb.d, pb.P)
@@ -1018,9 +998,7 @@ def test_solve_auto_respects_max_time(breast_cancer):
 def test_active_set_stopping_short_keeps_the_interior_point_result(diabetes, monkeypatch):
     """An active-set phase that ends early (budget, stall, too many changes) at a worse point does not
     replace the interior-point point: the result is certified at least as well as the IPM certified it."""
-    import importlib
 
-    polish_mod = importlib.import_module("convexnn.solvers.polish")
     pb = _problem(diabetes, "relu", "squared")
     z = pb.zeros()
 
@@ -1028,7 +1006,7 @@ def test_active_set_stopping_short_keeps_the_interior_point_result(diabetes, mon
         self.x = 1.05 * self.x
         return False
 
-    monkeypatch.setattr(polish_mod._ActiveSet, "run", stops_short)
+    monkeypatch.setattr(newton.active_set._ActiveSet, "run", stops_short)
     V, W, cert, info = polish(pb, z, z.clone(), method="ipm", gap_target=1e-14, return_info=True)
     assert info.method == "ipm" and any("interior-point point is kept" in note for note in info.notes)
     assert cert.relative_gap <= info.ipm_gap * (1 + 1e-6) and cert.relative_gap < 1e-4
@@ -1041,17 +1019,15 @@ def test_active_set_starts_from_the_lowest_interior_point_iterate_then_the_best_
     while the primal still improves); when that attempt fails, it starts again from the best certified one, and
     the result is still certified at the optimum. (The bound stalls here once the loss-dual repair is off: with
     it, this program's certificate follows the primal to the end.)"""
-    import importlib
 
-    polish_mod = importlib.import_module("convexnn.solvers.polish")
-    monkeypatch.setattr(polish_mod, "_loss_dual_repair", lambda col, lam, R, near=1e-4: lam)
+    monkeypatch.setattr(newton.certificate, "_loss_dual_repair", lambda col, lam, R, near=1e-4: lam)
     pb = _problem(diabetes, "relu", "squared")
-    col = polish_mod._Column(pb, 0)
-    xi, _, _, gi, _, _, xl, _ = polish_mod._ipm(col, polish_mod.PolishInfo(), gap_tol=1e-14)
+    col = newton.column._Column(pb, 0)
+    xi, _, _, gi, _, _, xl, _ = newton.interior_point._ipm(col, newton.PolishInfo(), gap_tol=1e-14)
     assert xl is not xi, "the premise: the lowest-objective iterate is not the best certified one here"
     assert col.repaired(xl)[3] < col.repaired(xi)[3]
 
-    starts, real_guess, real_run = [], polish_mod._initial_working_sets, polish_mod._ActiveSet.run
+    starts, real_guess, real_run = [], newton.active_set._initial_working_sets, newton.active_set._ActiveSet.run
 
     def guess(col, x, *args, **kwargs):
         starts.append(x.clone())
@@ -1060,8 +1036,8 @@ def test_active_set_starts_from_the_lowest_interior_point_iterate_then_the_best_
     def run(self, *args, **kwargs):  # the first attempt fails (as a Newton stall on a degenerate vertex does)
         return False if len(starts) == 1 else real_run(self, *args, **kwargs)
 
-    monkeypatch.setattr(polish_mod, "_initial_working_sets", guess)
-    monkeypatch.setattr(polish_mod._ActiveSet, "run", run)
+    monkeypatch.setattr(newton.driver, "_initial_working_sets", guess)
+    monkeypatch.setattr(newton.active_set._ActiveSet, "run", run)
     z = pb.zeros()
     V, W, cert, info = polish(pb, z, z.clone(), method="ipm", gap_target=1e-14, return_info=True)
     assert len(starts) == 2
@@ -1087,7 +1063,7 @@ def test_active_set_newton_on_a_singular_reduced_hessian(breast_cancer):
 def test_weighted_grams_in_row_chunks():
     """Xᵀ diag(w_b) X per block, from the precomputed outer products and in row chunks (a limit that cuts
     the rows into uneven chunks), against the dense formula."""
-    from convexnn.solvers.polish import _outer_rows, _weighted_grams
+    from convexnn.solvers.newton.newton_system import _outer_rows, _weighted_grams
 
     g = torch.Generator().manual_seed(3)
     X = torch.randn(103, 7, generator=g, dtype=torch.float64)
@@ -1096,13 +1072,12 @@ def test_weighted_grams_in_row_chunks():
     assert torch.allclose(_weighted_grams(X, _outer_rows(X), Wt), want, rtol=1e-13, atol=1e-12)
     assert torch.allclose(_weighted_grams(X, None, Wt, chunk=10 * 28), want, rtol=1e-13, atol=1e-12)  # 10 rows
     # kept outer products formed in uneven row chunks give the same, and above the limit none are kept
-    polish_mod = sys.modules["convexnn.solvers.polish"]
-    old = polish_mod.OUTER_ROWS_CHUNK
+    old = newton.newton_system.OUTER_ROWS_CHUNK
     try:
-        polish_mod.OUTER_ROWS_CHUNK = 7 * 28
+        newton.newton_system.OUTER_ROWS_CHUNK = 7 * 28
         XX = _outer_rows(X)
     finally:
-        polish_mod.OUTER_ROWS_CHUNK = old
+        newton.newton_system.OUTER_ROWS_CHUNK = old
     assert XX.shape == (103, 28) and torch.allclose(_weighted_grams(X, XX, Wt), want, rtol=1e-13, atol=1e-12)
     assert _outer_rows(X, limit=103 * 28 - 1) is None
 
@@ -1112,18 +1087,16 @@ def test_batched_working_set_algebra_matches_one_block_at_a_time(breast_cancer):
     the working-row multipliers (least squares G_Aᵀμ = c_b + α v̂_b) and the lift onto the cones (three rounds
     of each block's least-norm correction of its low rows). Working sets of 0 to d − 1 rows, so the padding is
     uneven (torch's batched "gelsy" got such padded systems wrong)."""
-    import importlib
 
-    polish_mod = importlib.import_module("convexnn.solvers.polish")  # the module (solvers.polish is the function)
 
     pb = _problem((breast_cancer[0][:200], breast_cancer[1][:200]), "relu", "squared")
-    col = polish_mod._Column(pb, 0)
+    col = newton.column._Column(pb, 0)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(col.nb, col.d, generator=g, dtype=torch.float64)
     W = torch.zeros((col.nb, col.n), dtype=torch.bool)
     for b in range(col.nb):
         W[b, torch.randperm(col.n, generator=g)[: (7 * b + 11) % col.d]] = True
-    solver = polish_mod._ActiveSet(col, torch.zeros_like(x), W, polish_mod.PolishInfo())
+    solver = newton.active_set._ActiveSet(col, torch.zeros_like(x), W, newton.PolishInfo())
     solver.x, solver.sup = x, torch.ones(col.nb, dtype=torch.bool)
     c = torch.randn(col.nb, col.d, generator=g, dtype=torch.float64)
     M = solver.working_multipliers(c)
@@ -1148,7 +1121,8 @@ def test_batched_working_set_algebra_matches_one_block_at_a_time(breast_cancer):
                 break
             want[b] += torch.linalg.lstsq(col.G(b)[rows], (tgt - s)[rows, None], driver="gelsd").solution[:, 0]
     assert bool((want != on).any())
-    assert torch.allclose(polish_mod._lift_to_cone(col, on), want, rtol=1e-10, atol=1e-12 * float(on.abs().max()))
+    lifted = newton.active_set._lift_to_cone(col, on)
+    assert torch.allclose(lifted, want, rtol=1e-10, atol=1e-12 * float(on.abs().max()))
 
 
 def _wine_one_vs_rest(gates=10):
@@ -1201,11 +1175,9 @@ def test_output_columns_polished_side_by_side_give_the_same_result(gap_target):
 def test_an_interrupted_column_stops_the_others():
     """When one column raises (KeyboardInterrupt from a progress callback), the columns still running see the
     deadline passed at their next check, the exception reaches the caller, and no worker thread is left."""
-    import importlib
     import threading
 
-    polish_mod = importlib.import_module("convexnn.solvers.polish")
-    deadline = polish_mod._Deadline(None)
+    deadline = newton.diagnostics._Deadline(None)
     saw_stop = threading.Event()
     started = threading.Event()
 
@@ -1224,7 +1196,7 @@ def test_an_interrupted_column_stops_the_others():
 
     t0 = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        polish_mod._polish_columns_parallel(column, [0, 1, 2], 2, polish_mod.PolishInfo(), deadline, None)
+        newton.driver._polish_columns_parallel(column, [0, 1, 2], 2, newton.PolishInfo(), deadline, None)
     assert saw_stop.is_set() and time.perf_counter() - t0 < 25.0
     assert not [t for t in threading.enumerate() if t.name.startswith("convexnn-polish")]
     # and from a real polish: the interrupt raised by the progress callback of one column propagates
@@ -1249,9 +1221,7 @@ def test_active_set_newton_direction_against_the_explicit_system(ridge):
     taken) solves (H + ρI) dz = −g for H = AᵀΛA + blockdiag(β_b (I − ẑ_b ẑ_bᵀ)), formed here explicitly, with
     ρ = ridge·max_j H_jj; and on narrow data (the dense form) the same. The ridge used to force the dense m×m form,
     which on 300 × 784 images needed 14.4 GiB."""
-    import importlib
 
-    polish_mod = importlib.import_module("convexnn.solvers.polish")
     gen = torch.Generator().manual_seed(0)
     for n, sizes in ((40, [30] * 20), (200, [5, 7, 3])):
         m = sum(sizes)
@@ -1271,7 +1241,7 @@ def test_active_set_newton_direction_against_the_explicit_system(ridge):
             off += sz
         Hr = H + ridge * float(H.diagonal().max()) * torch.eye(m, dtype=torch.float64)
         want = torch.linalg.solve(Hr, -g)
-        got = polish_mod._newton_direction(A, h, zh, bn, sizes, g, alpha, ridge=ridge)
+        got = newton.active_set._newton_direction(A, h, zh, bn, sizes, g, alpha, ridge=ridge)
         assert torch.allclose(got, want, rtol=1e-8, atol=1e-10 * float(want.abs().max()))
 
 
@@ -1279,21 +1249,19 @@ def test_columns_share_the_time_left():
     """Under a time limit each output column gets its share of the time left when it starts: one of ⌈r/workers⌉
     equal parts, r the columns not yet started, so that the last columns do not start past the deadline and come
     back at their starting point. A share also passes when its parent is stopped; without a limit there is none."""
-    import importlib
 
-    polish_mod = importlib.import_module("convexnn.solvers.polish")
     t = time.perf_counter()
-    d = polish_mod._Deadline(t + 100.0)
+    d = newton.diagnostics._Deadline(t + 100.0)
     c = d.share(4)
     t2 = time.perf_counter()
     assert t + (d.at - t2) / 4 <= c.at <= t2 + (d.at - t) / 4
     assert not c.passed()
     d.stop()
     assert c.passed()
-    assert polish_mod._Deadline(None).share(3).at is None
+    assert newton.diagnostics._Deadline(None).share(3).at is None
 
     for workers, want in ((2, [3, 2, 2, 1, 1]), (1, [5, 4, 3, 2, 1])):
-        d = polish_mod._Deadline(time.perf_counter() + 1000.0)
+        d = newton.diagnostics._Deadline(time.perf_counter() + 1000.0)
         parts = {}
 
         def column(k, info, progress, share, d=d, parts=parts):
@@ -1305,7 +1273,7 @@ def test_columns_share_the_time_left():
             for k in range(5):
                 column(k, None, None, d.share(5 - k))
         else:
-            polish_mod._polish_columns_parallel(column, list(range(5)), workers, polish_mod.PolishInfo(), d, None)
+            newton.driver._polish_columns_parallel(column, list(range(5)), workers, newton.PolishInfo(), d, None)
         assert sorted(parts) == list(range(5))
         assert sorted(parts.values(), reverse=True) == pytest.approx(want, rel=1e-3)
 
@@ -1315,9 +1283,7 @@ def test_ipm_stopped_by_the_clock_certifies_its_last_iterate(breast_cancer):
     certified as it goes still certifies its last iterate: a loose bound, but a valid
     one that brackets CVXPY's optimum, and far better than the relative gap of about 1 of its starting point.
     The same for the hinge loss's interior-point method."""
-    import importlib
 
-    polish_mod = importlib.import_module("convexnn.solvers.polish")
 
     class After:  # a deadline that passes at its (k+1)-th check
         def __init__(self, k):
@@ -1329,32 +1295,32 @@ def test_ipm_stopped_by_the_clock_certifies_its_last_iterate(breast_cancer):
 
     pb = _small_relu(breast_cancer, "squared", 150, 12)
     opt = _cvxpy_optimum(pb)
-    col = polish_mod._Column(pb, 0)
-    info = polish_mod.PolishInfo()
+    col = newton.column._Column(pb, 0)
+    info = newton.PolishInfo()
     records = []
-    x, _, _, gap, lam, mu_c, _, _ = polish_mod._ipm(col, info, gap_tol=1e-7, deadline=After(6),
-                                                     progress=records.append)
+    x, _, _, gap, lam, mu_c, _, _ = newton.interior_point._ipm(col, info, gap_tol=1e-7, deadline=After(6),
+                                                               progress=records.append)
     assert info.ipm_iterations == 6 and "ipm: time limit" in info.notes
     assert len(records) == 1 and records[0]["relative_gap"] == gap  # only the last iterate was certified
     _, _, _, primal = col.repaired(x)
     dual = _bound_at(pb, lam, mu_c)
     assert gap == pytest.approx((primal - dual) / primal, rel=1e-9)
     assert dual <= opt + 1e-9 * abs(opt) and opt <= primal + 1e-9 * abs(opt)
-    start_gap = polish_mod._column_gap(col, polish_mod._gate_start(col, 0.3), torch.zeros(col.nb, col.n,
-                                                                                           dtype=torch.float64))
+    gate = newton.interior_point._gate_start(col, 0.3)
+    start_gap = newton.certificate._column_gap(col, gate, torch.zeros(col.nb, col.n, dtype=torch.float64))
     assert 1e-3 < gap < 0.5 < start_gap
 
     pbh = _hinge_problem(breast_cancer, "relu", 150, 8)
-    info = polish_mod.PolishInfo()
-    x, mu, u, prim, dual = polish_mod._hinge_ipm(polish_mod._Column(pbh, 0), info, gap_tol=1e-3, deadline=After(5))
+    info = newton.PolishInfo()
+    x, mu, u, prim, dual = newton.hinge._hinge_ipm(newton.column._Column(pbh, 0), info, gap_tol=1e-3, deadline=After(5))
     opt = _cvxpy_reference(pbh)
     assert info.ipm_iterations == 5 and "hinge ipm: time limit" in info.notes
     assert dual <= opt * (1 + 1e-6) and prim >= opt * (1 - 1e-6)
     assert 0.0 < (prim - dual) / prim < 1.0
     # the barrier method checks the clock at each Newton step of a centering (one can take 50), and a centering
     # cut short by it is not reported as failed
-    info = polish_mod.PolishInfo()
-    polish_mod._hinge_barrier(polish_mod._Column(pbh, 0), info, deadline=After(3))
+    info = newton.PolishInfo()
+    newton.hinge._hinge_barrier(newton.column._Column(pbh, 0), info, deadline=After(3))
     assert info.ipm_iterations == 2
     assert "hinge barrier: time limit" in info.notes and "hinge barrier: centering failed" not in info.notes
 
@@ -1377,24 +1343,25 @@ def test_ipm_direction_solves_the_linearised_kkt_system(breast_cancer):
     Woodbury) against every equation it eliminates, at random interior variables, residuals and targets:
         H_L dx − Gᵀdμ − dz = −r_d,  G dx − ds = −r_p,  μ ds + s dμ = −F₂,  λ̂ ∘ (W (0, dz) + W⁻¹ (dt, dx)) = r
     (H_L = FᵀΛF, the loss Hessian; (t, x), (α, z) the cones' primal-dual pairs, dλ = 0)."""
-    PL = sys.modules["convexnn.solvers.polish"]
     pb = _small_relu(breast_cancer, "squared", 80, 6)
-    col = PL._Column(pb, 0)
+    col = newton.column._Column(pb, 0)
     n, d, nb = col.n, col.d, col.nb
     g = torch.Generator().manual_seed(3)
     t, x, z = _interior_cone_pairs(col, g, scale=0.1)
     s, mu = _positive(g, nb, n), _positive(g, nb, n)
     a = col.pred(x)
-    lam = PL._loss_hess("squared", a, col.y)
-    cones = PL._NormCones(t, x, z, col.alpha)
-    system = PL._IPMSystem(col, cones.block() + PL._weighted_grams(col.X, None, mu / s), lam)
+    lam = newton.column._loss_hess("squared", a, col.y)
+    cones = newton.interior_point._NormCones(t, x, z, col.alpha)
+    ns = newton.newton_system
+    system = ns._IPMSystem(col, cones.block() + ns._weighted_grams(col.X, None, mu / s), lam)
     assert system.ok
-    rd = col.block_grad(PL._loss_grad("squared", a, col.y)) - z - (col.Sg * mu) @ col.X
+    rd = col.block_grad(newton.column._loss_grad("squared", a, col.y)) - z - (col.Sg * mu) @ col.X
     rp, F2 = _normal(g, nb, n), 0.01 * _normal(g, nb, n)
     r = (_normal(g, nb), _normal(g, nb, d))
-    scratch = PL._Scratch((nb, n), s.dtype, s.device)
+    scratch = newton.interior_point._Scratch((nb, n), s.dtype, s.device)
     keep = [a.clone() for a in (rd, rp, s, mu, F2)]
-    dx, ds, dmu, dt, dz = PL._ipm_direction(system, col, rd, rp, s, mu, F2, cones, r, refine=2, scratch=scratch)
+    dx, ds, dmu, dt, dz = newton.interior_point._ipm_direction(system, col, rd, rp, s, mu, F2, cones, r, refine=2,
+                                                               scratch=scratch)
     # the inputs are untouched, and ds, dμ are arrays of the scratch
     assert all(torch.equal(a, b) for a, b in zip(keep, (rd, rp, s, mu, F2), strict=True))
     assert any(ds is a for a in scratch.arrays) and any(dmu is a for a in scratch.arrays)
@@ -1404,7 +1371,7 @@ def test_ipm_direction_solves_the_linearised_kkt_system(breast_cancer):
     assert torch.allclose(mu * ds + s * dmu, -F2, atol=1e-12)
     comp = _scaled_complementarity(cones, dt, dx, dz)
     assert torch.allclose(comp[0], r[0], atol=1e-10) and torch.allclose(comp[1], r[1], atol=1e-10)
-    ap, ad = PL._ipm_steps(s, mu, t, x, z, cones, (dx, ds, dmu, dt, dz), scratch)
+    ap, ad = newton.interior_point._ipm_steps(s, mu, t, x, z, cones, (dx, ds, dmu, dt, dz), scratch)
     for step, ok in ((ap, lambda h: bool(((s + h * ds) >= 0).all()) and soc.jdet(t + h * dt, x + h * dx).min() >= 0),
                      (ad, lambda h: bool(((mu + h * dmu) >= 0).all())
                       and bool((torch.linalg.vector_norm(z + h * dz, dim=1) <= col.alpha).all()))):
@@ -1420,15 +1387,14 @@ def test_loss_dual_repair_tightens_a_sound_bound(breast_cancer):
     (relative 3.5e-8); the repaired Λ (_loss_dual_repair) certifies the same point at least twice as tightly
     (6e-9), its bound is exactly certificates.dual_value_relu at the Λ it reports, and it stays below the CVXPY +
     Clarabel optimum and the point's objective."""
-    PL = sys.modules["convexnn.solvers.polish"]
     pb = _small_relu(breast_cancer, "squared", 150, 12)
     opt = _cvxpy_optimum(pb)
-    col = PL._Column(pb, 0)
-    x, _, _, _, _, mu_c, _, _ = PL._ipm(col, PL.PolishInfo(), gap_tol=1e-7)
+    col = newton.column._Column(pb, 0)
+    x, _, _, _, _, mu_c, _, _ = newton.interior_point._ipm(col, newton.PolishInfo(), gap_tol=1e-7)
     primal = col.repaired(x)[3]
-    lam = PL._loss_grad("squared", col.pred(x), col.y)
+    lam = newton.column._loss_grad("squared", col.pred(x), col.y)
     plain = _bound_at(pb, lam, mu_c)
-    bound, _, used = PL._relu_dual_bound(col, lam, mu_c)
+    bound, _, used = newton.certificate._relu_dual_bound(col, lam, mu_c)
     assert not torch.equal(used, lam)  # the repair was taken
     assert bound == pytest.approx(_bound_at(pb, used, mu_c), rel=1e-13)
     assert plain < bound <= min(primal, opt + 1e-9 * abs(opt))
@@ -1440,21 +1406,20 @@ def test_nnls_projected_gradient_against_lawson_hanson(breast_cancer):
     dual subproblems min_{μ ≥ 0} ‖c_b − G_bᵀμ‖ of a few blocks: μ ≥ 0, the residual it reports is that of its μ,
     never below the exact minimum, and close to it; with a target it stops once every block is at or below it,
     and warm-starting from the exact μ keeps the exact residual."""
-    pm = sys.modules["convexnn.solvers.polish"]
     pb = _small_relu(breast_cancer, "squared", 120, 6)
-    col = pm._Column(pb, 0)
+    col = newton.column._Column(pb, 0)
     gen = torch.Generator().manual_seed(2)
     blocks = [0, 3, 7, 10]
     C = torch.randn((len(blocks), col.d), generator=gen, dtype=torch.float64)
-    mu_ex, res_ex = pm._nnls(col, blocks, C, method="scipy")
-    mu, res = pm._nnls(col, blocks, C, method="pg", max_iter=20000)
+    mu_ex, res_ex = newton.nnls._nnls(col, blocks, C, method="scipy")
+    mu, res = newton.nnls._nnls(col, blocks, C, method="pg", max_iter=20000)
     assert bool((mu >= 0).all())
     own = torch.linalg.vector_norm(C - (col.Sg[blocks] * mu) @ col.X, dim=1)
     assert torch.allclose(own, res, rtol=1e-12, atol=1e-12)
     assert bool((res >= res_ex - 1e-9).all())
     assert torch.allclose(res, res_ex, rtol=1e-3, atol=1e-6)
     tgt = res_ex * 1.05 + 1e-3
-    mu_t, res_t = pm._nnls(col, blocks, C, target=tgt, method="pg", max_iter=20000)
+    mu_t, res_t = newton.nnls._nnls(col, blocks, C, target=tgt, method="pg", max_iter=20000)
     assert bool((res_t <= tgt).all())
-    _, res_w = pm._nnls(col, blocks, C, method="pg", max_iter=5, mu0=mu_ex)
+    _, res_w = newton.nnls._nnls(col, blocks, C, method="pg", max_iter=5, mu0=mu_ex)
     assert torch.allclose(res_w, res_ex, rtol=1e-9, atol=1e-12)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import convexnn.solvers.newton as newton
 from convexnn.baselines import nonconvex_objective
 from convexnn.estimators import ConvexReLUClassifier, ConvexReLURegressor
 from convexnn.ops.patterns import add_intercept, patterns_from_gates, sample_gates
@@ -472,10 +473,9 @@ def test_solve_auto_continuation_stops_when_stalled_after_polishing(monkeypatch,
     import importlib
 
     solvers_mod = importlib.import_module("convexnn.solvers")
-    polish_mod = importlib.import_module("convexnn.solvers.polish")
 
     def fell_short(problem, *args, **kwargs):
-        info = polish_mod.PolishInfo(method="ipm+active-set" if polish_ran else "")
+        info = newton.PolishInfo(method="ipm+active-set" if polish_ran else "")
         info.notes.append("stand-in: fell short" if polish_ran else "not polished: stand-in")
         return None, info
 
@@ -502,12 +502,11 @@ def test_solve_auto_polishes_again_without_repeating_the_interior_point_method(m
     import importlib
 
     solvers_mod = importlib.import_module("convexnn.solvers")
-    polish_mod = importlib.import_module("convexnn.solvers.polish")
     methods = []
 
     def fell_short(problem, *args, method="auto", **kwargs):
         methods.append(method)
-        info = polish_mod.PolishInfo(method="ipm+active-set" if ipm_ran else "active-set")
+        info = newton.PolishInfo(method="ipm+active-set" if ipm_ran else "active-set")
         info.ipm_iterations = 30 if ipm_ran else 0
         return None, info
 

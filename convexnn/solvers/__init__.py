@@ -13,7 +13,7 @@ gap stalls, when polishing ran: :data:`CONTINUATION_STALL_AFTER`).
 For (C) of moderate size (:func:`ipm_direct`) without a warm start it skips the first-order start (whose
 point the interior-point identification does not use) and polishes from scratch; there polishing stops
 as soon as the certificate's relative gap is ≤ ``tol`` (``gap_target`` of :func:`polish`). Polishing
-estimates its cost first (:func:`convexnn.solvers.polish.ipm_cost`) and is skipped, with a note in
+estimates its cost first (:func:`convexnn.solvers.newton.ipm_cost`) and is skipped, with a note in
 ``info["polish_notes"]``, where it would not fit in ``memory_limit`` or would be too slow (on CUDA the flop
 limits are up to :data:`CUDA_FLOP_SCALE` times higher, by the device's float64 rate, and the memory limit
 follows the device's free memory: :func:`device_limits`); ``max_time`` bounds the whole solve.
@@ -32,7 +32,7 @@ from convexnn.ops import certificates, losses, operators
 from convexnn.solvers.admm import admm
 from convexnn.solvers.cvxpy_ref import cvxpy_solve
 from convexnn.solvers.fista import fista
-from convexnn.solvers.polish import IPM_MAX_FLOPS, POLISH_LOSSES, PolishInfo, dual_certificate, ipm_cost, polish
+from convexnn.solvers.newton import IPM_MAX_FLOPS, POLISH_LOSSES, PolishInfo, dual_certificate, ipm_cost, polish
 from convexnn.solvers.problem import (
     STALL_RATIO,
     Certificate,
@@ -74,7 +74,7 @@ CONTINUATION_STALL_AFTER = 1000
 
 
 # (C) is solved by polishing from scratch (interior point, then active set) when one interior-point
-# iteration costs at most this many flops (:func:`convexnn.solvers.polish.ipm_cost`)
+# iteration costs at most this many flops (:func:`convexnn.solvers.newton.ipm_cost`)
 IPM_DIRECT_FLOPS = 2e11
 
 
@@ -132,7 +132,7 @@ def ipm_direct(problem: ConvexProblem, memory_limit: float = 8 * 2**30, flop_sca
 
 
 def _info_dict(pinfo) -> dict:
-    """A :class:`~convexnn.solvers.polish.PolishInfo` as a plain dict: its counts and flags, and the seconds of
+    """A :class:`~convexnn.solvers.newton.PolishInfo` as a plain dict: its counts and flags, and the seconds of
     each of its phases ("timings")."""
     return {**{k: v for k, v in vars(pinfo).items() if isinstance(v, int | float | str)},
             "timings": dict(pinfo.timings)}
@@ -148,7 +148,7 @@ def _zero_columns(problem: ConvexProblem, tol: float) -> tuple[torch.Tensor, tor
     (mask (K,), L_k(0) (K,), the certified dual bound per column (K,), −inf where not certified).
 
     Λ = ∇L(0) and cone multipliers μ fitted by :data:`ZERO_CHECK_ITERATIONS` batched projected-gradient
-    iterations (:func:`~convexnn.solvers.polish.dual_certificate`): at α above a column's threshold in (C) the
+    iterations (:func:`~convexnn.solvers.newton.dual_certificate`): at α above a column's threshold in (C) the
     bound equals L_k(0). It saves the interior-point method its slowest case, an optimum at the apex of every
     norm cone (breast cancer, α at 0.37 of :func:`~convexnn.model_selection.alpha_max`: 54 iterations, 3.9 s,
     for the zero network). Columns where a cone point shows zero is not optimal

@@ -61,7 +61,7 @@ from convexnn.network import TwoLayerReLU, network_from_blocks
 from convexnn.ops import losses, operators
 from convexnn.ops.patterns import add_intercept
 from convexnn.solvers import solve
-from convexnn.solvers.polish import polish
+from convexnn.solvers.newton import polish
 from convexnn.solvers.problem import Certificate, ConvexProblem, SolverResult
 
 __all__ = ["ADCGResult", "ColumnGenerationResult", "PricingResult", "adcg", "column_generation", "dual_upper_bound",

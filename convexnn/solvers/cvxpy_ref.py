@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from convexnn.ops import certificates, operators
-from convexnn.solvers.polish import dual_certificate
+from convexnn.solvers.newton import dual_certificate
 from convexnn.solvers.problem import ConvexProblem, SolverResult
 
 
@@ -40,7 +40,7 @@ def cvxpy_solve(problem: ConvexProblem, solver: str = "CLARABEL", verbose: bool 
     """Solve the program with CVXPY, one output column at a time.
 
     The certificate's ``primal`` is the objective at the solver's point after repair to exact cone
-    feasibility; its ``dual`` is computed by :func:`convexnn.solvers.polish.dual_certificate` from that
+    feasibility; its ``dual`` is computed by :func:`convexnn.solvers.newton.dual_certificate` from that
     point and the solver's cone multipliers, so it is a proven lower bound like every other solver's (the
     conic solver's own reported value, which can sit above the optimum at its default accuracy, is
     ``info["optimal_value"]``). ``info["status"]`` is "optimal_inaccurate" when the conic solver said so

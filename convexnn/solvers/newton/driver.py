@@ -1,0 +1,486 @@
+""":func:`polish`: the entry point of the Newton methods. Per output column it picks the method (active-set from the
+given point, interior-point identification first, or the hinge methods), keeps each column within its share of
+``max_time``, runs the columns on worker threads where the thread settings leave cores idle, and certifies the
+result (see the package docstring of :mod:`convexnn.solvers.newton`)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from convexnn._config import column_workers
+from convexnn.ops import certificates, losses, operators
+from convexnn.solvers.newton.active_set import (
+    ROUNDING_MARGIN,
+    _ActiveSet,
+    _initial_working_sets,
+    _lift_to_cone,
+    active_set_bytes,
+)
+from convexnn.solvers.newton.certificate import _column_gap, _point_lam, _rounded_column_certificate, dual_certificate
+from convexnn.solvers.newton.column import POLISH_LOSSES, _Column
+from convexnn.solvers.newton.diagnostics import PolishInfo, _Deadline, _gib
+from convexnn.solvers.newton.hinge import (
+    HINGE_IPM_GAP,
+    HINGE_IPM_HANDOFF,
+    HINGE_IPM_LONG_ITER,
+    HINGE_IPM_MAX_ITER,
+    _hinge_barrier,
+    _hinge_barrier_size,
+    _hinge_gap,
+    _hinge_ipm,
+    _hinge_reduced,
+    _hinge_repaired_gap,
+)
+from convexnn.solvers.newton.interior_point import _ipm
+from convexnn.solvers.newton.newton_system import IPM_MAX_FLOPS, ipm_cost
+from convexnn.solvers.problem import Certificate, ConvexProblem
+
+ColumnTask = Callable[[int, PolishInfo, Callable | None, _Deadline], bool]
+
+
+def _polish_columns_parallel(polish_column: ColumnTask, columns: list[int], workers: int, info: PolishInfo,
+                             deadline: _Deadline, progress: Callable[[dict], None] | None) -> list[bool]:
+    """Run ``polish_column(k, its own PolishInfo, progress, its deadline)`` for every k of ``columns`` on ``workers``
+    threads; the columns' diagnostics are then absorbed into ``info`` in column order. A column's deadline is its
+    :meth:`_Deadline.share` of the time left when it starts: one of ⌈r / workers⌉ parts, r the columns not yet
+    started (it included). ``progress`` is called one record at a time, with ``ipm_iteration`` the total over the
+    columns. If a column raises (or the wait is interrupted), the others are stopped at their next deadline check
+    and the exception propagates."""
+    infos = {k: PolishInfo(method=info.method) for k in columns}
+    lock = threading.Lock()
+    base = info.ipm_iterations
+    waiting = [len(columns)]  # columns not yet started
+
+    def column_progress(rec: dict) -> None:
+        with lock:
+            progress({**rec, "ipm_iteration": base + sum(i.ipm_iterations for i in infos.values())})
+
+    def run(k: int) -> bool:
+        with lock:
+            share = deadline.share(-(-waiting[0] // workers))
+            waiting[0] -= 1
+        return polish_column(k, infos[k], None if progress is None else column_progress, share)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="convexnn-polish") as pool:
+        futures = [pool.submit(run, k) for k in columns]
+        try:
+            ran = [f.result() for f in futures]
+        except BaseException:
+            deadline.stop()
+            for f in futures:
+                f.cancel()
+            raise
+    start = info.method
+    for k in columns:
+        info.absorb(infos[k], start)
+    return ran
+
+
+def polish(
+    problem: ConvexProblem,
+    V: torch.Tensor,
+    W: torch.Tensor | None = None,
+    Nv: torch.Tensor | None = None,
+    Nw: torch.Tensor | None = None,
+    *,
+    certificate: Certificate | None = None,
+    method: str = "auto",
+    tol: float = 1e-13,
+    max_newton: int = 300,
+    ipm_threshold: float = 1e-2,
+    ipm_gap: float = 1e-5,
+    ipm_max_iter: int = 80,
+    act_tol: float = 1e-6,
+    support_tol: float = 1e-6,
+    nnls_method: str = "auto",
+    hinge_gap: float = 1e-12,
+    hinge_max_iter: int = 300,
+    max_time: float | None = None,
+    gap_target: float | None = None,
+    memory_limit: float = 8 * 2**30,
+    ipm_max_flops: float = IPM_MAX_FLOPS,
+    return_info: bool = False,
+    progress: Callable[[dict], None] | None = None,
+    workers: int | None = None,
+):
+    """Polish an approximate solution of (C) (V, W) or (G) (V = U, W = None) to near machine precision.
+
+    Parameters
+    ----------
+    problem : the program.
+    V, W : approximate blocks (P, d, K) (W None for kind="gated"); need not be cone-feasible.
+    Nv, Nw : optional cone multipliers of an ADMM run, (n, P, K), whose NEGATIVES approximate μ ≥ 0
+        (ADMM's scaled duals ν; pass ``-mu`` if you have μ itself); they help guess the working sets.
+    certificate : the certificate of the input, if known. The polished result is returned only if its
+        relative gap is smaller; it also decides (``method="auto"``) whether the input is accurate enough
+        to guess working sets from (relative gap ≤ ``ipm_threshold``) or the interior-point
+        identification runs first.
+    method : "auto", "active-set" (never run the interior-point method) or "ipm" (always run it first).
+    tol : Newton stops when every block's reduced gradient ‖g_b‖ ≤ tol·α (or at the rounding floor).
+    max_newton : Newton iterations per column and per start.
+    ipm_gap, ipm_max_iter : the interior-point method's target relative gap and iteration limit.
+    hinge_gap, hinge_max_iter : the hinge barrier method's target relative gap and Newton-step limit.
+    act_tol : a cone row is guessed active when its slack ≤ act_tol·‖x_r‖‖v_b‖.
+    support_tol : a block is guessed non-zero when its norm > support_tol·(largest block norm).
+    nnls_method : "auto", "scipy" or "pg" (see :func:`_nnls`).
+    max_time : wall-clock budget in seconds (the result so far is certified when it runs out).
+    gap_target : (C) with the squared or logistic loss: when the interior-point method runs, it runs to this
+        relative gap (instead of ``ipm_gap``), and a column it certifies to ≤ ``gap_target`` is returned
+        as it is, without the active-set phase (which would take it to near machine precision). None:
+        always finish with the active-set phase. With the hinge loss: the barrier method and its reduced
+        Newton finish stop once they certify ``gap_target`` (None: ``hinge_gap``).
+    memory_limit : bytes the interior-point / barrier method (:func:`ipm_cost`) and the active-set method
+        (:func:`active_set_bytes`) may use, estimated before allocating. A method over it is not run (a
+        note in the info says why); ``method="ipm"`` over it raises MemoryError.
+    ipm_max_flops : with ``method="auto"`` the interior-point / barrier method is not run when one of its
+        iterations would cost more flops than this (:func:`ipm_cost`); then a rough point (relative gap
+        > ``ipm_threshold``) is not polished at all: the result is None and the info says why.
+    return_info : also return a :class:`PolishInfo`.
+    progress : called after each certified interior-point iterate of each output column with the certificate of
+        the best iterate so far (what the method returns if stopped there): a dict with ``stage`` ("ipm"),
+        ``column``, ``ipm_iteration`` (counted over columns), and that column's program's ``primal``, ``dual``,
+        ``gap``, ``relative_gap`` ((C) separates over output columns).
+    workers : output columns polished at once, each in its own thread (CPU only). None:
+        :func:`convexnn._config.column_workers`, i.e. the cores that the enclosing ``num_threads`` context allows
+        beyond its torch threads (an estimator's fit of a small program on two cores: two), at most as many as fit in
+        ``memory_limit``. Each column's result is the same either way (each runs the same operations on one thread);
+        ``progress`` is then called from the worker threads, one call at a time, and its ``ipm_iteration`` counts the
+        iterations of all columns so far.
+
+    Returns
+    -------
+    (V, W, certificate) — W None for kind="gated" — with V, W exactly cone-feasible and the certificate
+    valid (dual ≤ optimum ≤ primal); or None when the polished certificate is not better than
+    ``certificate``. For the hinge loss the input point is not used (for (C) an interior-point method from the
+    gates, then the barrier method from its point; for (G) the barrier method from the gates).
+    With ``return_info`` a 4-tuple / (None, info).
+    """
+    t_start = time.perf_counter()
+    info = PolishInfo()
+    pb = problem
+    deadline = _Deadline(None if max_time is None else t_start + max_time)
+
+    def done(result):
+        info.seconds = time.perf_counter() - t_start
+        if return_info:
+            return (*result, info) if result is not None else (None, info)
+        return result
+
+    if pb.loss not in POLISH_LOSSES:
+        info.notes.append(f"the {pb.loss!r} loss is not handled")
+        info.converged = False
+        return done(None)
+    if method not in ("auto", "active-set", "ipm"):
+        raise ValueError(f"unknown method {method!r}: expected 'auto', 'active-set' or 'ipm'")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+    relu = pb.kind == "relu"
+    if relu and W is None:
+        raise ValueError("kind='relu' needs both V and W")
+    # the interior-point / barrier method's cost, estimated before anything is allocated
+    ipm_flops, ipm_bytes = ipm_cost(pb.n, pb.d, pb.P, relu, pb.loss == "squared")
+    ipm_size = (f"one interior-point iteration would take ≈ {ipm_flops:.1e} flops and {_gib(ipm_bytes)} "
+                f"(n = {pb.n}, d = {pb.d}, P = {pb.P})")
+    if method == "ipm" and ipm_bytes > memory_limit:
+        raise MemoryError(f"polish(method='ipm'): {ipm_size}, more than memory_limit = "
+                          f"{_gib(memory_limit)}; use fewer patterns or rows, or a first-order solver")
+    ipm_allowed = ipm_bytes <= memory_limit and (method == "ipm" or ipm_flops <= ipm_max_flops)
+    if not ipm_allowed and (pb.loss == "hinge" or (relu and method == "auto" and certificate is not None
+                                                   and certificate.relative_gap > ipm_threshold)):
+        # the interior-point identification (or the hinge barrier method) is what this point would need
+        info.notes.append(f"not polished: {ipm_size} (limits: {ipm_max_flops:.1e} flops, "
+                          f"memory_limit {_gib(memory_limit)})")
+        info.converged = False
+        return done(None)
+    out_dtype = pb.X.dtype
+    if out_dtype != torch.float64:
+        # Newton and the interior-point method need double precision: work on a float64 copy
+        pb = pb.to(torch.float64)
+        V = V.double()
+        W = W.double() if W is not None else None
+        Nv = Nv.double() if Nv is not None else None
+        Nw = Nw.double() if Nw is not None else None
+    P, K = pb.P, pb.K
+    Vo = pb.zeros()
+    Wo = pb.zeros() if relu else None
+    Mu_v = pb.X.new_zeros((pb.n, P, K)) if relu else None
+    Mu_w = pb.X.new_zeros((pb.n, P, K)) if relu else None
+
+    Lam = None
+    if pb.loss == "hinge":
+        info.method = "hinge ipm+barrier+reduced newton" if relu else "hinge barrier+reduced newton"
+        Lam = pb.X.new_zeros((pb.n, K))
+
+    def hinge_column(k: int, info: PolishInfo, progress: Callable[[dict], None] | None, deadline: _Deadline) -> bool:
+        """Output column k of a hinge-loss program: ((C): interior-point start,) barrier method, then Newton on the
+        identified reduced problem;
+        its blocks, multipliers and Λ into Vo, Wo, Mu_v, Mu_w and Lam, its diagnostics into ``info``."""
+        col = _Column(pb, k)
+        target = hinge_gap if gap_target is None else max(gap_target, hinge_gap)
+
+        def finish(x, mu, u, tau):
+            # two partitions of the samples: a wide and a narrow band of kinks |1 − y a| ≤ f·√(nτ)
+            t0 = time.perf_counter()
+            out = (x, mu, u, math.inf)
+            for thr_factor in (10.0, 1.0):
+                if deadline.passed():
+                    break
+                x2, p2, mu2 = _hinge_reduced(col, x, mu, u, tau, info, thr_factor=thr_factor, deadline=deadline)
+                gap2 = _hinge_repaired_gap(col, x2, mu2, p2 / col.n)
+                if gap2 < out[3]:
+                    out = (x2, mu2, p2 / col.n, gap2)
+                if gap2 <= max(1e-11, target):
+                    break
+            info.tick("reduced newton", t0)
+            return out
+
+        # the interior-point method to a gap of HINGE_IPM_GAP, then the barrier method from its point, at the τ of
+        # the barrier's central path with that gap (or from the gates, if the interior-point method got nowhere)
+        xi = mui = ui = None
+        gap_i = math.inf
+        # with a gap target, the barrier method (and its reduced Newton finish) stops once it certifies that: sonar
+        # standardised, default classifier, tol 1e-6: 36 s to 3.7e-13 before, 4.5 s to 4.8e-7 (with the LU step of
+        # _hinge_reduced). The interior-point method still hands over at HINGE_IPM_GAP, not at the target: run on
+        # to its stall (about 2e-5 there) its point gave the barrier method a worse start (17 s against 12 s)
+        if relu:
+            xi, mui, ui, prim, dual = _hinge_ipm(col, info, gap_tol=HINGE_IPM_GAP, max_iter=HINGE_IPM_MAX_ITER,
+                                                 long_iter=HINGE_IPM_LONG_ITER,
+                                                 deadline=deadline, progress=progress, column=k)
+            gap_i = (prim - dual) / max(abs(prim), 1e-300) if math.isfinite(prim - dual) else math.inf
+        if gap_i <= target or (deadline.passed() and gap_i < math.inf):
+            # certified to the target; or out of time with a certified point: the barrier method would stop at once,
+            # at the gates, and its repaired certificate there costs an NNLS solve per block (vehicle, 4 columns: 1 s
+            # past the deadline)
+            x, mu, u, gap = xi, mui, ui, gap_i
+        else:
+            start = None
+            if gap_i <= HINGE_IPM_HANDOFF and bool((col.slack(xi) > 0).all()):  # the log barrier needs G x > 0
+                start = (xi, (prim - dual) / _hinge_barrier_size(col))
+            elif relu:
+                if gap_i == math.inf:
+                    why = "nothing certified"
+                elif gap_i > HINGE_IPM_HANDOFF:
+                    why = f"stopped at a relative gap of {gap_i:.1e}"
+                else:
+                    why = "its point on a cone's face"
+                info.notes.append(f"hinge ipm: {why}; barrier method from the gates")
+            x, mu, u, _ = _hinge_barrier(col, info, gap_tol=target, max_iter=hinge_max_iter,
+                                         deadline=deadline, finish=finish, start=start)
+            # judged as its reduced Newton points were, and as polish certifies; out of time, without the NNLS
+            # repair (its certificate as the interior-point one is measured: vehicle, max_time 10 s, the repair of
+            # two columns' points ran 0.9 s past the limit)
+            gap = (_hinge_gap if deadline.passed() else _hinge_repaired_gap)(col, x, mu, u)
+            if gap_i < gap:  # the barrier method did not improve on its start (time limit, centering failed)
+                x, mu, u, gap = xi, mui, ui, gap_i
+        info.converged = info.converged and gap <= 1e-8
+        Lam[:, k] = -u * col.y
+        if relu:
+            Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
+            Mu_v[:, :, k], Mu_w[:, :, k] = mu[:P].T, mu[P:].T
+        else:
+            Vo[:, :, k] = x
+        return True
+
+    use_ipm_first = Lam is None and relu and (method == "ipm" or (
+        method == "auto" and certificate is not None and certificate.relative_gap > ipm_threshold))
+    if Lam is None:  # (the hinge loss's method is named above)
+        info.method = "ipm+active-set" if use_ipm_first else "active-set"
+    ipm_lams: dict[int, torch.Tensor] = {}  # columns certified by the interior-point method: its Λ
+    point_lams: dict[int, torch.Tensor] = {}  # (C) columns solved by the active-set method: Λ at its point
+
+    def active_set(info: PolishInfo, col: _Column, x: torch.Tensor, Wk: torch.Tensor | None,
+                   mu: torch.Tensor | None = None) -> _ActiveSet | None:
+        """The active-set method from (x, Wk), or None (with a note) when it would not fit in memory."""
+        nsup = int((torch.linalg.vector_norm(x, dim=1) > 0).sum())
+        need = active_set_bytes(col.n, col.d, nsup)
+        if need > memory_limit:
+            info.notes.append(f"active-set: not run, its Newton step with {nsup} blocks could take "
+                              f"{_gib(need)} (memory_limit {_gib(memory_limit)})")
+            return None
+        return _ActiveSet(col, x, Wk, info, nnls_method, mu)
+
+    def preferred(new: _ActiveSet, new_ok: bool, old: _ActiveSet | None) -> bool:
+        """Whether an active-set run ``new`` replaces ``old``: it converged, or it ended lower."""
+        return old is None or new_ok or new.col.fval(new.x) < old.col.fval(old.x)
+
+    def polish_column(k: int, info: PolishInfo, progress: Callable[[dict], None] | None, deadline: _Deadline) -> bool:
+        """Output column k ((C) and (G) separate over columns): its blocks and multipliers into Vo, Wo, Mu_v, Mu_w
+        (its Λ into ``ipm_lams`` where the interior-point method certified it), its diagnostics into ``info``;
+        False when no method could run on it."""
+        col = _Column(pb, k)
+        x0 = torch.cat([V[:, :, k], W[:, :, k]]) if relu else V[:, :, k].clone()
+        mu0 = None
+        if relu and Nv is not None and Nw is not None:
+            mu0 = torch.clamp(-torch.cat([Nv[:, :, k].T, Nw[:, :, k].T]), min=0.0)
+
+        ok = False
+        solver = None
+        if not use_ipm_first:
+            t0 = time.perf_counter()
+            x, Wk = _initial_working_sets(col, x0, mu0, act_tol, support_tol, info)
+            t0 = info.tick("initial guess", t0)
+            solver = active_set(info, col, x, Wk)
+            if solver is not None:
+                ok = solver.run(max_newton=max_newton, gtol=tol, deadline=deadline,
+                                max_changes=None if not relu else 4 * col.nb + 50)
+        if relu and not ok and method != "active-set" and not ipm_allowed:
+            info.notes.append(f"ipm: not run, {ipm_size}")
+        elif relu and not ok and method != "active-set":
+            if not use_ipm_first:
+                info.method = "active-set, then ipm+active-set"
+            out = _Column(problem, k) if out_dtype != torch.float64 else None
+
+            def rounded(x, lam, mu, col=col, out=out):
+                return _rounded_column_certificate(col, out, x, lam, mu)
+
+            # in a lower precision, the iterates are judged by their certificate once rounded (breast cancer
+            # standardised, float32, tol 1e-5: 9.5e-6 in float64 is 1.4e-5 rounded)
+            xi, mui, _, gi, lami, muc, xl, mul = _ipm(
+                col, info, gap_tol=ipm_gap if gap_target is None else gap_target, max_iter=ipm_max_iter,
+                deadline=deadline, progress=progress, column=k, rounded=None if out is None else rounded)
+            certified = lami is not None and gap_target is not None and gi <= gap_target
+            solver2 = None
+            # the active-set phase starts from the iterate of lowest objective (the best guess of the active
+            # set: segmentation raw, 7 columns: 715 → 131 Newton steps), and if it fails from there, from the
+            # best certified one (on degenerate vertices, tic-tac-toe raw, the later point can stall Newton)
+            starts = [(xl, mul)] if xl is xi else [(xl, mul), (xi, mui)]
+            gaps: list[tuple[_ActiveSet, float]] = []  # the certified gaps of the runs' points, each formed once
+
+            def gap_of(run: _ActiveSet) -> float:
+                for known, g in gaps:
+                    if known is run:
+                        return g
+                gaps.append((run, _column_gap(col, run.x, run.multipliers_dense(), nnls_method)))
+                return gaps[-1][1]
+
+            for j, (xs, ms) in enumerate(starts if not certified else []):
+                if deadline.passed():
+                    break
+                if j:
+                    info.notes.append("active-set: started again from the best certified interior-point iterate")
+                t0 = time.perf_counter()
+                x, Wk = _initial_working_sets(col, xs, ms, act_tol, support_tol, info)
+                t0 = info.tick("initial guess", t0)
+                attempt = active_set(info, col, x, Wk, ms)
+                if attempt is None:
+                    break
+                ok_a = attempt.run(max_newton=max_newton, gtol=tol, deadline=deadline)
+                if not ok_a and gap_target is not None:
+                    # stopped short of the KKT tolerance (on raw data Newton can stall on a tiny block whose
+                    # tangential step is below rounding) at a point that may already meet the caller's gap: then
+                    # that is this column's result, not a restart (breast cancer raw: a restart from the best
+                    # certified iterate took 176 more Newton steps, 4 s, to a point certified no better)
+                    g_a = gap_of(attempt)
+                    if g_a <= gap_target:
+                        info.notes.append(f"active-set: stopped short, at a point certified to {g_a:.1e} "
+                                          f"≤ {gap_target:.1e}")
+                        ok_a = True
+                if preferred(attempt, ok_a, solver2):
+                    solver2, ok = attempt, ok_a
+                if ok:
+                    break
+            if solver2 is not None:
+                if preferred(solver2, ok, solver):
+                    solver = solver2
+                if not ok and lami is not None and gap_of(solver) >= gi:
+                    # the active-set phase stopped short (budget, time, too many changes) at a point less well
+                    # certified than the interior-point one: keep that (seen on unscaled targets, where a
+                    # poor working-set guess sent it to a point 1% worse with no usable multipliers)
+                    info.notes.append("active-set: stopped short; the interior-point point is kept")
+                    solver2 = None
+                if solver2 is not None and lami is not None and out is not None:
+                    # rounded to the caller's precision, a point on a degenerate vertex (many rows at zero slack) can
+                    # cost far more than an interior one: the column keeps whichever rounds better
+                    lam_a = _point_lam(col, solver2.x)
+                    if rounded(xi, lami, muc).relative_gap < rounded(solver2.x, lam_a,
+                                                                     solver2.multipliers_dense()).relative_gap:
+                        info.notes.append(f"active-set: its point rounds to {out_dtype} worse than the interior-point "
+                                          "one, which is kept")
+                        solver2 = None
+            if solver2 is None and (lami is not None or solver is None):
+                # certified well enough (≤ gap_target), out of time, the active-set phase does not fit or did
+                # worse: the interior-point point is this column's result (with the multipliers it certified with)
+                info.method = "ipm"
+                Vo[:, :, k], Wo[:, :, k] = xi[:P], xi[P:]
+                mk = muc if lami is not None else mui
+                Mu_v[:, :, k], Mu_w[:, :, k] = mk[:P].T, mk[P:].T
+                if lami is not None:
+                    ipm_lams[k] = lami
+                info.converged = info.converged and certified
+                return True
+        if solver is None:  # nothing could run on this column
+            return False
+        info.converged = info.converged and ok
+        x = _lift_to_cone(col, solver.x)
+        if relu:
+            Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
+            Mk = solver.multipliers_dense()
+            Mu_v[:, :, k], Mu_w[:, :, k] = Mk[:P].T, Mk[P:].T
+            point_lams[k] = _point_lam(col, solver.x)
+        else:
+            Vo[:, :, k] = x
+        return True
+
+    if workers is None:
+        workers = column_workers(K)
+    if workers > 1 and pb.X.device.type == "cpu":
+        # one column's methods in memory per worker
+        hinge_or_ipm = pb.loss == "hinge" or (relu and method != "active-set")
+        per_column = max(ipm_bytes if hinge_or_ipm else 0.0, active_set_bytes(pb.n, pb.d, 2 * P if relu else P))
+        workers = min(workers, K, max(1, int(memory_limit // max(per_column, 1.0))))
+    else:
+        workers = 1
+    column = hinge_column if Lam is not None else polish_column
+    if workers == 1:
+        ran = []
+        for k in range(K):
+            ran.append(column(k, info, progress, deadline.share(K - k)))
+            if not ran[-1]:
+                break
+    else:
+        ran = _polish_columns_parallel(column, list(range(K)), workers, info, deadline, progress)
+    if not all(ran):  # no method could run on a column
+        info.converged = False
+        return done(None)
+    t0 = time.perf_counter()
+    if Lam is None and (ipm_lams or point_lams or out_dtype != torch.float64):
+        # the loss-dual candidate: the interior-point method's Λ where it certified a column, ∇L at the active-set
+        # point before its lift where that method solved it (_point_lam), else ∇L at the float64 solution. A float32
+        # result is certified with the Λ and μ of its float64 solution, not with ∇L at the rounded point: on an
+        # ill-conditioned face the multipliers cancel most of Xᵀ D_b Λ, and the rounding moved that residual by
+        # 7e-4 α (breast cancer standardised, alpha 1e-3 × alpha_max: relative gap 2.9e-4 → 4.2e-6, the primal
+        # cost of the rounding, with NNLS repairs no longer needed)
+        Lam = losses.grad(pb.loss, operators.forward(pb.X, pb.D, Vo - Wo if relu else Vo), pb.Y)
+        for k, lam_k in (ipm_lams | point_lams).items():
+            Lam[:, k] = lam_k
+    primal64 = None
+    if out_dtype != torch.float64:
+        # back to the caller's precision, lifted there; certified in float64 at exactly that point
+        primal64 = float(pb.objective(Vo, Wo).sum())
+        Vo = Vo.to(out_dtype)
+        Wo = Wo.to(out_dtype) if Wo is not None else None
+        if relu:
+            for k in range(K):
+                x = _lift_to_cone(_Column(problem, k), torch.cat([Vo[:, :, k], Wo[:, :, k]]), margin=ROUNDING_MARGIN)
+                Vo[:, :, k], Wo[:, :, k] = x[:P], x[P:]
+    if relu:  # a no-op up to rounding after the lift: the project's definition of a feasible point
+        Vo = certificates.make_feasible(problem.X, problem.D, problem.H, Vo)
+        Wo = certificates.make_feasible(problem.X, problem.D, problem.H, Wo)
+    # columns certified by the interior-point method carry multipliers already refined against Λ: the
+    # NNLS repair could only tighten a bound that is ≤ gap_target already
+    cert, _ = dual_certificate(pb, Vo.double(), Wo.double() if Wo is not None else None, Mu_v, Mu_w,
+                               nnls_method=nnls_method, Lam=Lam,
+                               repair=len(ipm_lams) < K and not deadline.passed())
+    info.tick("certificate", t0)
+    if primal64 is not None:
+        info.rounding_cost = max(cert.primal - primal64, 0.0) / max(abs(cert.primal), 1e-300)
+    if certificate is not None and not cert.relative_gap < certificate.relative_gap:
+        info.notes.append("no improvement over the given certificate")
+        return done(None)
+    return done((Vo, Wo, cert))
