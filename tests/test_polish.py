@@ -358,7 +358,7 @@ def test_hinge_barrier_from_the_gates_when_the_ipm_start_fails(breast_cancer, mo
     from the gates as it did alone, to the same optimum; the info says so. With the start, fewer Newton steps."""
     pb = _hinge_problem(breast_cancer, "relu", 150, 8)
     V, W, cert, info = polish(pb, pb.zeros(), pb.zeros(), return_info=True)
-    monkeypatch.setattr(newton.driver, "HINGE_IPM_MAX_ITER", 1)
+    monkeypatch.setattr(newton.hinge, "HINGE_IPM_MAX_ITER", 1)
     V1, W1, cert1, info1 = polish(pb, pb.zeros(), pb.zeros(), return_info=True)
     assert any("hinge ipm: nothing certified; barrier method from the gates" in s for s in info1.notes)
     assert not any("hinge ipm" in s for s in info.notes)
