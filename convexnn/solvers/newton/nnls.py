@@ -13,8 +13,8 @@ from convexnn.solvers.newton.column import _Column
 
 
 def _nnls(col: _Column, blocks: list[int], C: torch.Tensor, target: torch.Tensor | None = None,
-         method: str = "auto", max_iter: int = 3000, mu0: torch.Tensor | None = None, Lx: float | None = None,
-         ) -> tuple[torch.Tensor, torch.Tensor]:
+          method: str = "auto", max_iter: int = 3000, mu0: torch.Tensor | None = None, Lx: float | None = None,
+          ) -> tuple[torch.Tensor, torch.Tensor]:
     """min_{μ ≥ 0} ‖c_b − G_bᵀ μ‖₂ for the listed blocks (rows of C, (B, d)); G_b = (2D_i − I) X.
 
     Returns (μ (B, n), residual norms (B,)). ``method``:
