@@ -311,16 +311,16 @@ def test_default_estimators_certify_raw_adult_and_house_prices(monkeypatch):
 
 
 def test_auto_runs_the_interior_point_method_once(monkeypatch):
-    """Raw adult, logistic loss (600 rows): the interior-point method from scratch stops uncertified (relative gap
-    1.4e-3 after its 80 iterations) and the active-set runs from its point and multipliers fall short. solve(auto)
-    then runs the active-set method from that point with working sets guessed afresh (2.0e-6; 2.1e-5 when the
-    certificate took Λ at the point's lift to the cone), and no longer the interior-point method again: it starts
-    from its own point, so it only repeated itself."""
+    """Raw adult, logistic loss (600 rows), with the interior-point method held to 80 iterations (its former limit;
+    it certifies at its 90th): from scratch it stops uncertified (relative gap 1.4e-3) and the active-set runs from
+    its point and multipliers fall short. solve(auto) then runs the active-set method from that point with working
+    sets guessed afresh (2.0e-6; 2.1e-5 when the certificate took Λ at the point's lift to the cone), and no longer
+    the interior-point method again: it starts from its own point, so it only repeated itself."""
     from convexnn.datasets import load_pmlb
 
     calls = []
     ipm = newton.interior_point._ipm
-    monkeypatch.setattr(newton.driver, "_ipm", lambda *a, **k: calls.append(1) or ipm(*a, **k))
+    monkeypatch.setattr(newton.driver, "_ipm", lambda *a, **k: calls.append(1) or ipm(*a, **{**k, "max_iter": 80}))
     X, y = load_pmlb("adult", n=600, seed=0)
     with pytest.warns(ConvergenceWarning):
         m = ConvexReLUClassifier(loss="logistic", n_threads=1, random_state=0).fit(X, y)
@@ -328,6 +328,29 @@ def test_auto_runs_the_interior_point_method_once(monkeypatch):
     ipm_gap = [r["relative_gap"] for r in m.history_ if r.get("stage") == "ipm"][-1]
     assert ipm_gap > 1e-4
     assert 0.0 <= m.certificate_.gap and m.certificate_.relative_gap < min(ipm_gap / 10, 1e-5)
+
+
+def test_default_logistic_classifier_certifies_raw_adult(monkeypatch):
+    """Raw adult, logistic loss (600 rows, fnlwgt up to 7e5): the interior-point method from scratch needs 90
+    iterations to certify the default tol; with the former limit of 80 the fit ended uncertified (1.9e-6, after two
+    active-set runs)."""
+    from convexnn.datasets import load_pmlb
+
+    its = []
+    ipm = newton.interior_point._ipm
+
+    def counted(col, info, **k):
+        i0 = info.ipm_iterations
+        out = ipm(col, info, **k)
+        its.append(info.ipm_iterations - i0)
+        return out
+
+    monkeypatch.setattr(newton.driver, "_ipm", counted)
+    X, y = load_pmlb("adult", n=600, seed=0)
+    m = _no_convergence_warning_fit(ConvexReLUClassifier(loss="logistic", n_threads=1, random_state=0), X, y)
+    assert 0.0 <= m.certificate_.gap and m.certificate_.relative_gap <= 1e-6
+    assert len(its) == 1 and 80 < its[0] <= newton.interior_point.IPM_MAX_ITER
+    assert m.certificate_.primal == pytest.approx(m.objective_)
 
 
 def test_default_classifier_certifies_raw_pixels_with_as_many_rows_as_columns():

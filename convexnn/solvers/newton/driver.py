@@ -26,7 +26,7 @@ from convexnn.solvers.newton.certificate import _column_gap, _point_lam, _rounde
 from convexnn.solvers.newton.column import POLISH_LOSSES, _Column
 from convexnn.solvers.newton.diagnostics import PolishInfo, _Deadline, _gib
 from convexnn.solvers.newton.hinge import _hinge_column
-from convexnn.solvers.newton.interior_point import _ipm
+from convexnn.solvers.newton.interior_point import IPM_MAX_ITER, _ipm
 from convexnn.solvers.newton.newton_system import IPM_MAX_FLOPS, ipm_cost
 from convexnn.solvers.problem import Certificate, ConvexProblem
 
@@ -264,7 +264,7 @@ def polish(
     max_newton: int = 300,
     ipm_threshold: float = 1e-2,
     ipm_gap: float = 1e-5,
-    ipm_max_iter: int = 80,
+    ipm_max_iter: int = IPM_MAX_ITER,
     act_tol: float = 1e-6,
     support_tol: float = 1e-6,
     nnls_method: str = "auto",
