@@ -234,14 +234,15 @@ def _newton_task(col: _Column, caller: ConvexProblem | None, x0: torch.Tensor, m
         if solver is not None:
             ok = solver.run(max_newton=opts.max_newton, gtol=opts.tol, deadline=deadline,
                             max_changes=None if not col.relu else 4 * col.nb + 50)
-    if col.relu and not ok and opts.method != "active-set" and not opts.ipm_allowed:
-        info.notes.append(f"ipm: not run, {opts.ipm_size}")
-    elif col.relu and not ok and opts.method != "active-set":
-        if not opts.ipm_first:
-            info.method = "active-set, then ipm+active-set"
-        result, solver, ok = _ipm_phase(col, caller, opts, info, progress, deadline, k, solver)
-        if result is not None:
-            return result
+    if col.relu and not ok and opts.method != "active-set":
+        if not opts.ipm_allowed:
+            info.notes.append(f"ipm: not run, {opts.ipm_size}")
+        else:
+            if not opts.ipm_first:
+                info.method = "active-set, then ipm+active-set"
+            result, solver, ok = _ipm_phase(col, caller, opts, info, progress, deadline, k, solver)
+            if result is not None:
+                return result
     if solver is None:  # nothing could run on this column
         return None
     info.converged = info.converged and ok
