@@ -120,6 +120,21 @@ def test_float32_and_warm_start_agree(diabetes):
     assert b.certificate.primal == pytest.approx(a.certificate.primal, rel=1e-3)
 
 
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_admm_warm_started_at_the_optimum_stays_near_it(breast_cancer, diabetes, loss):
+    """(C): ADMM started from a certified solution (blocks only, its multipliers unknown) moves it by a fraction of
+    its size in its first iteration. Its slack copies s start at the scaled cone values Gv/σ the iteration keeps
+    (they once started at Gv, σ = ‖X‖₂ times too large, and the first u-step moved the point by 10–150× its norm)."""
+    X, y = diabetes if loss == "squared" else breast_cancer
+    pb, _ = _problem(X[:200], y[:200], "relu", loss, gates=15)
+    opt = solve(pb, tol=1e-8)
+    assert opt.converged
+    one = solve(pb, solver="admm", tol=1e-12, max_iter=1, warm_start=opt)
+    move = torch.linalg.vector_norm(torch.cat([(one.info["V_raw"] - opt.V).flatten(),
+                                               (one.info["W_raw"] - opt.W).flatten()]))
+    assert float(move) <= 0.5 * float(torch.linalg.vector_norm(torch.cat([opt.V.flatten(), opt.W.flatten()])))
+
+
 @pytest.mark.parametrize("kind", ["relu", "gated"])
 def test_hinge_matches_cvxpy(breast_cancer, kind):
     X, y = breast_cancer

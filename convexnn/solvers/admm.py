@@ -140,8 +140,8 @@ def admm(
         if relu and warm_start.W is not None:
             st.W = warm_start.W.clone()
             st.Uw = st.W.clone()
-            st.Sv = torch.clamp(operators.cone(X, D, st.V), min=0.0)
-            st.Sw = torch.clamp(operators.cone(X, D, st.W), min=0.0)
+            st.Sv = torch.clamp(operators.cone(X, D, st.V) / sigma, min=0.0)
+            st.Sw = torch.clamp(operators.cone(X, D, st.W) / sigma, min=0.0)
         if split:
             st.Z = operators.forward(X, D, st.V - st.W if relu else st.V)
 
