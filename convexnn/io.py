@@ -18,8 +18,9 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -87,12 +88,28 @@ def save_model(est: Any, path: str | os.PathLike) -> None:
         "attributes": attributes,
     }
     arrays["__metadata__"] = np.array(json.dumps(meta))
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file whole or not at all: ``write(fh)`` into a temporary file in the same folder, then rename it
+    over ``path`` (an interruption or an error leaves no half-written file and an existing ``path`` as it was).
+    The file gets the permissions an ordinary ``open(path, "wb")`` would give it (0666 less the umask): the
+    temporary file's own are 0600."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            write(fh)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

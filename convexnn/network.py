@@ -96,11 +96,18 @@ class TwoLayerReLU:
 
     @classmethod
     def from_torch(cls, module: torch.nn.Module) -> TwoLayerReLU:
-        """Read weights back from ``Sequential(Linear, ReLU, Linear)`` (output bias must be absent or zero)."""
-        layers = [mod for mod in module.modules() if isinstance(mod, torch.nn.Linear)]
-        if len(layers) != 2:
-            raise ValueError(f"expected a module with exactly two Linear layers, found {len(layers)}")
-        first, last = layers
+        """Read weights back from ``Sequential(Linear, ReLU, Linear)`` (output bias must be absent or zero).
+
+        Exactly that structure: any other activation, or a layer before, between or after, computes a different
+        function, and the network read back (and every bound certified on it) would not describe the module."""
+        parts = list(module.children()) if isinstance(module, torch.nn.Sequential) else []
+        kinds = (torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear)
+        if len(parts) != 3 or not all(type(m) is t for m, t in zip(parts, kinds, strict=True)):
+            found = type(module).__name__
+            if isinstance(module, torch.nn.Sequential):
+                found += "(" + ", ".join(type(m).__name__ for m in parts) + ")"
+            raise ValueError(f"expected a torch.nn.Sequential(Linear, ReLU, Linear), got {found}")
+        first, last = parts[0], parts[2]
         if last.bias is not None and torch.any(last.bias != 0):
             raise ValueError("the output layer has a non-zero bias, which a TwoLayerReLU cannot represent")
         W1 = first.weight.detach().cpu().double().numpy()

@@ -10,12 +10,13 @@ convexnn[plot]``).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from convexnn.io import atomic_write
 
 
 def _pyplot():
@@ -158,13 +159,4 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120) -> None:
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in ("png", "pdf", "svg"):
         raise ValueError(f"plot file {str(path)!r}: expected a .png, .pdf or .svg suffix")
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi))

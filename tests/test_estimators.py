@@ -60,6 +60,22 @@ def test_torch_export_matches_predictions(breast_cancer):
     np.testing.assert_allclose(back.W1, est.network_.W1)
 
 
+@pytest.mark.parametrize("layers", [
+    lambda: (torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1, bias=False)),
+    lambda: (torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1, bias=False), torch.nn.Sigmoid()),
+    lambda: (torch.nn.Linear(3, 4), torch.nn.Linear(4, 1, bias=False)),
+    lambda: (torch.nn.Linear(3, 4), torch.nn.LeakyReLU(), torch.nn.Linear(4, 1, bias=False)),
+])
+def test_from_torch_refuses_a_module_that_is_not_linear_relu_linear(layers):
+    """Two Linear layers are not enough: another activation or an extra layer computes a different function, and
+    the network read back (with every bound certified on it) would not describe the module."""
+    module = torch.nn.Sequential(*layers()).double()
+    with pytest.raises(ValueError, match=r"Sequential\(Linear, ReLU, Linear\), got Sequential\("):
+        convexnn.TwoLayerReLU.from_torch(module)
+    with pytest.raises(ValueError, match="Linear, ReLU, Linear"):
+        convexnn.robustness.certify(module, np.zeros((2, 3)), np.ones(2), 0.1)
+
+
 def test_multiclass_one_network_k_outputs():
     X, y = load_iris(return_X_y=True)
     X = (X - X.mean(0)) / X.std(0)

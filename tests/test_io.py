@@ -107,3 +107,22 @@ def test_save_is_atomic(fitted, tmp_path, monkeypatch):
         est.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_saved_file_has_the_permissions_open_would_give(fitted, tmp_path, mask):
+    """The temporary file that makes the save atomic is created 0600; the model file gets 0666 less the umask, as
+    np.savez(path) would give it (it was 0600 whatever the umask), also when it replaces an existing file."""
+    import os
+    import stat
+
+    est, _ = fitted
+    path = tmp_path / "m.npz"
+    old = os.umask(mask)
+    try:
+        path.write_bytes(b"")
+        os.chmod(path, 0o600)
+        est.save(path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
