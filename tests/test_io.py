@@ -1,6 +1,8 @@
 """Model files: round trip, no pickle, clear errors for damaged or foreign files."""
 
 import json
+import os
+import stat
 import zipfile
 
 import numpy as np
@@ -113,9 +115,6 @@ def test_save_is_atomic(fitted, tmp_path, monkeypatch):
 def test_saved_file_has_the_permissions_open_would_give(fitted, tmp_path, mask):
     """The temporary file that makes the save atomic is created 0600; the model file gets 0666 less the umask, as
     np.savez(path) would give it (it was 0600 whatever the umask), also when it replaces an existing file."""
-    import os
-    import stat
-
     est, _ = fitted
     path = tmp_path / "m.npz"
     old = os.umask(mask)
